@@ -1,0 +1,42 @@
+# The two commands: `make run` and `make test`. Both create .venv and install pinned packages.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: run test lint services venv bench help
+
+help:
+	@echo "make run    - install, migrate, create the demo, start control plane + nodes + supervisor"
+	@echo "make test   - install and run the whole test suite against real PostgreSQL and Redis"
+	@echo "make lint   - ruff"
+	@echo "make bench  - print the engine, archive and cluster benchmark figures"
+
+$(VENV)/.runtime: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.dev
+
+services: $(VENV)/.runtime
+	@$(PY) -m controlplane.bootstrap
+
+run: $(VENV)/.runtime services
+	$(PY) manage.py migrate --no-input -v0
+	$(PY) manage.py demo
+	$(VENV)/bin/honcho start -f Procfile
+
+test: $(VENV)/.dev services
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+
+bench: $(VENV)/.dev services
+	$(PY) bench/engine.py
+	$(PY) bench/archive.py

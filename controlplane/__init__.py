@@ -1,0 +1,1 @@
+"""Control plane of the trading engine cluster: Django project, admin, API, supervisor."""

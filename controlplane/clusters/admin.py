@@ -1,0 +1,151 @@
+"""Operators' web UI: clusters with their nodes, nodes, and the role-change audit."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+
+from controlplane.clusters import services
+from controlplane.clusters.models import Cluster, Node, NodeRole, RoleChange
+
+
+class NodeInline(admin.TabularInline):
+    model = Node
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = [
+        "name",
+        "role",
+        "status",
+        "archived_position",
+        "applied_position",
+        "last_heartbeat",
+        "status_message",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class AssignLeaderForm(forms.Form):
+    node = forms.ModelChoiceField(queryset=Node.objects.none(), label="New leader")
+    reason = forms.CharField(max_length=400, initial="switchover requested by an operator")
+
+    def __init__(self, *args, cluster: Cluster, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["node"].queryset = cluster.nodes.filter(role=NodeRole.FOLLOWER).exclude(
+            status="removed"
+        )
+
+
+@admin.register(Cluster)
+class ClusterAdmin(admin.ModelAdmin):
+    list_display = ["name", "status", "term", "leader", "replica_count", "node_count"]
+    readonly_fields = ["term", "leader", "status", "created_at"]
+    fields = [
+        "name",
+        "replica_count",
+        "heartbeat_interval",
+        "failover_timeout",
+        "term",
+        "leader",
+        "status",
+        "created_at",
+    ]
+    inlines = [NodeInline]
+    actions = ["make_follower_leader"]
+
+    @admin.display(description="nodes")
+    def node_count(self, obj: Cluster) -> int:
+        return obj.nodes.count()
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("clusters.operate_cluster")
+
+    @admin.action(description="Make a chosen follower the leader", permissions=["change"])
+    def make_follower_leader(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one cluster.", messages.ERROR)
+            return None
+        cluster = queryset.get()
+        form = AssignLeaderForm(request.POST if "apply" in request.POST else None, cluster=cluster)
+        if "apply" in request.POST and form.is_valid():
+            try:
+                change = services.assign_leader(
+                    cluster,
+                    form.cleaned_data["node"],
+                    actor=services.Actor.of_user(request.user),
+                    reason=form.cleaned_data["reason"],
+                )
+            except services.ServiceError as error:
+                self.message_user(request, f"Not done: {error}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Done: {change.new_leader} is now the leader of {cluster} (term {change.term}).",
+                    messages.SUCCESS,
+                )
+            return HttpResponseRedirect(request.get_full_path())
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Make a follower of {cluster} the leader",
+            "cluster": cluster,
+            "form": form,
+            "queryset": queryset,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/clusters/assign_leader.html", context)
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "cluster",
+        "role",
+        "status",
+        "archived_position",
+        "applied_position",
+        "last_heartbeat",
+        "software_version",
+    ]
+    list_filter = ["cluster", "role", "status"]
+    search_fields = ["name"]
+    readonly_fields = [
+        "role",
+        "status",
+        "status_message",
+        "last_heartbeat",
+        "archived_position",
+        "applied_position",
+        "state_hash",
+        "state_hash_position",
+        "software_version",
+        "created_at",
+    ]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("clusters.operate_cluster")
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.has_perm("clusters.operate_cluster")
+
+
+@admin.register(RoleChange)
+class RoleChangeAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "cluster", "term", "old_leader", "new_leader", "actor", "reason"]
+    list_filter = ["cluster", "actor"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

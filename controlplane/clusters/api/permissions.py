@@ -1,0 +1,20 @@
+"""Who may do what in the API: any signed-in user reads; operators change things."""
+
+from __future__ import annotations
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+OPERATE_PERMISSION = "clusters.operate_cluster"
+OPERATORS_GROUP = "operators"
+
+
+class IsViewerOrOperator(BasePermission):
+    message = "Changing clusters, roles or nodes needs the operator permission (group 'operators')."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        if request.method in SAFE_METHODS:
+            return True
+        return user.has_perm(OPERATE_PERMISSION)

@@ -1,0 +1,125 @@
+"""API serializers. Unknown fields are refused (400) rather than silently ignored."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from controlplane.clusters.models import Cluster, Node, RoleChange
+
+
+class StrictFieldsMixin:
+    """Reject request fields the serializer does not know, naming each one."""
+
+    def to_internal_value(self, data):
+        if hasattr(data, "keys"):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(set(data.keys()) - writable)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown or read-only field."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    leader = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    nodes = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+
+    class Meta:
+        model = Cluster
+        fields = [
+            "name",
+            "replica_count",
+            "term",
+            "leader",
+            "status",
+            "heartbeat_interval",
+            "failover_timeout",
+            "nodes",
+            "created_at",
+        ]
+        read_only_fields = ["term", "leader", "status", "nodes", "created_at"]
+
+    def validate(self, attrs):
+        interval = attrs.get("heartbeat_interval", getattr(self.instance, "heartbeat_interval", 0.5))
+        timeout = attrs.get("failover_timeout", getattr(self.instance, "failover_timeout", 3.0))
+        if timeout < 2 * interval:
+            raise serializers.ValidationError(
+                {"failover_timeout": ["Must be at least twice the heartbeat interval."]}
+            )
+        return attrs
+
+
+class NodeSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    cluster = serializers.SlugRelatedField(slug_field="name", queryset=Cluster.objects.all())
+
+    class Meta:
+        model = Node
+        fields = [
+            "name",
+            "cluster",
+            "role",
+            "status",
+            "status_message",
+            "archive_location",
+            "last_heartbeat",
+            "archived_position",
+            "applied_position",
+            "state_hash",
+            "state_hash_position",
+            "software_version",
+            "created_at",
+        ]
+        read_only_fields = [
+            "role",
+            "status",
+            "status_message",
+            "last_heartbeat",
+            "archived_position",
+            "applied_position",
+            "state_hash",
+            "state_hash_position",
+            "software_version",
+            "created_at",
+        ]
+
+    def validate_archive_location(self, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise serializers.ValidationError(
+                "Must be a PostgreSQL URL such as postgresql://user@host:5432/archive_db."
+            )
+        return value
+
+    def update(self, instance, validated_data):
+        if "cluster" in validated_data and validated_data["cluster"] != instance.cluster:
+            raise serializers.ValidationError(
+                {"cluster": ["A node cannot move to another cluster; register a new node."]}
+            )
+        return super().update(instance, validated_data)
+
+
+class RegisteredNodeSerializer(NodeSerializer):
+    """The answer to a registration: the node plus its secret, shown this once."""
+
+    secret = serializers.CharField(read_only=True)
+
+    class Meta(NodeSerializer.Meta):
+        fields = [*NodeSerializer.Meta.fields, "secret"]
+
+
+class RoleChangeSerializer(serializers.ModelSerializer):
+    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    old_leader = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    new_leader = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = RoleChange
+        fields = ["id", "cluster", "term", "old_leader", "new_leader", "reason", "actor", "created_at"]
+
+
+class AssignLeaderSerializer(StrictFieldsMixin, serializers.Serializer):
+    node = serializers.CharField(help_text="Name of the node to make leader.")
+    reason = serializers.CharField(required=False, max_length=400, default="")
+    expected_term = serializers.IntegerField(
+        required=False, min_value=0, help_text="Refuse (412) unless the cluster is at this term."
+    )

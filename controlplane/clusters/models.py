@@ -1,0 +1,136 @@
+"""Control-plane tables: clusters, their nodes, and the audit of every role change."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+
+NAME_VALIDATOR = RegexValidator(
+    r"^[a-z0-9][a-z0-9_-]{0,62}$",
+    "Use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit.",
+)
+
+
+class ClusterStatus(models.TextChoices):
+    FORMING = "forming", "Forming (no leader yet)"
+    ACTIVE = "active", "Active"
+    DEGRADED = "degraded", "Degraded (fewer live followers than the replica count)"
+    LEADERLESS = "leaderless", "Leaderless (electing)"
+
+
+class NodeRole(models.TextChoices):
+    LEADER = "leader", "Leader"
+    FOLLOWER = "follower", "Follower"
+
+
+class NodeStatus(models.TextChoices):
+    REGISTERED = "registered", "Registered (never started)"
+    STARTING = "starting", "Starting (replaying its archive)"
+    LIVE = "live", "Live"
+    OFFLINE = "offline", "Offline (heartbeat too old)"
+    DRAINING = "draining", "Draining"
+    REMOVED = "removed", "Removed"
+
+
+class Cluster(models.Model):
+    """One replication group: one leader, its followers, one event log."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[NAME_VALIDATOR])
+    replica_count = models.PositiveSmallIntegerField(
+        default=2,
+        help_text=(
+            "How many followers must have archived an event before it is committed. "
+            "With 0 the leader commits alone: acknowledged events can be lost on failover "
+            "(like Kafka's acks=1)."
+        ),
+    )
+    term = models.PositiveBigIntegerField(
+        default=0, help_text="Leader epoch; bumped on every leadership change."
+    )
+    leader = models.ForeignKey(
+        "Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    heartbeat_interval = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0.05)], help_text="Seconds between node heartbeats."
+    )
+    failover_timeout = models.FloatField(
+        default=3.0,
+        validators=[MinValueValidator(0.2)],
+        help_text="Seconds without a leader heartbeat before the supervisor elects another leader.",
+    )
+    status = models.CharField(max_length=16, choices=ClusterStatus.choices, default=ClusterStatus.FORMING)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("operate_cluster", "Can change roles, replica counts and nodes of clusters"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Node(models.Model):
+    """One server process: application + archive, started as a Celery worker."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[NAME_VALIDATOR])
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="nodes")
+    role = models.CharField(max_length=16, choices=NodeRole.choices, default=NodeRole.FOLLOWER)
+    status = models.CharField(max_length=16, choices=NodeStatus.choices, default=NodeStatus.REGISTERED)
+    status_message = models.CharField(
+        max_length=500, blank=True, help_text="The node's own one-sentence account of what it is doing."
+    )
+    archive_location = models.CharField(
+        max_length=500, help_text="PostgreSQL URL of this node's own archive database."
+    )
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    archived_position = models.PositiveBigIntegerField(default=0)
+    applied_position = models.PositiveBigIntegerField(default=0)
+    state_hash = models.CharField(max_length=128, blank=True)
+    state_hash_position = models.PositiveBigIntegerField(default=0)
+    software_version = models.CharField(max_length=64, blank=True)
+    credentials_hash = models.CharField(max_length=256, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["cluster__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cluster"],
+                condition=models.Q(role="leader"),
+                name="one_leader_per_cluster",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoleChange(models.Model):
+    """Audit row: one per term change of a cluster."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="role_changes")
+    term = models.PositiveBigIntegerField()
+    old_leader = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    new_leader = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=500)
+    actor = models.CharField(max_length=150, help_text="User name, or 'supervisor'.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-term"]
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "term"], name="one_role_change_per_term"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cluster} term {self.term}: {self.old_leader or '-'} -> {self.new_leader or '-'}"

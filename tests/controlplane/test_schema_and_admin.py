@@ -1,0 +1,73 @@
+"""The OpenAPI document, the docs page, and the admin's pages and leader action."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from openapi_spec_validator import validate
+
+from controlplane.clusters.models import Cluster
+
+
+def test_openapi_schema_is_valid_and_lists_the_api(db, client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    document = response.json()
+    validate(document)
+    assert "/api/v1/clusters/{name}/leader/" in document["paths"]
+    assert "/api/v1/nodes/" in document["paths"]
+
+
+def test_admin_pages_render(cluster, client):
+    admin = User.objects.create_superuser("root", password="pw-root-123")
+    client.force_login(admin)
+    for url in [
+        "/admin/",
+        "/admin/clusters/cluster/",
+        f"/admin/clusters/cluster/{cluster.pk}/change/",
+        "/admin/clusters/node/",
+        "/admin/clusters/rolechange/",
+    ]:
+        assert client.get(url).status_code == 200, url
+
+
+def test_admin_action_makes_a_follower_leader(cluster, client):
+    admin = User.objects.create_superuser("root", password="pw-root-123")
+    client.force_login(admin)
+    follower = cluster.nodes.get(name="alpha-2")
+    form = {"action": "make_follower_leader", "_selected_action": [cluster.pk]}
+    page = client.post("/admin/clusters/cluster/", form)
+    assert page.status_code == 200
+    assert b"Make leader" in page.content
+    done = client.post(
+        "/admin/clusters/cluster/",
+        {**form, "apply": "1", "node": follower.pk, "reason": "patching alpha-1"},
+        follow=True,
+    )
+    assert b"Done: alpha-2 is now the leader of alpha (term 2)" in done.content
+    cluster.refresh_from_db()
+    assert (cluster.term, cluster.leader.name) == (2, "alpha-2")
+    assert cluster.role_changes.get(term=2).reason == "patching alpha-1"
+
+
+def test_demo_command_creates_three_nodes_and_a_leader(db, tmp_path, settings, capsys):
+    from django.core.management import call_command
+
+    from controlplane.clusters.management.commands import demo
+
+    demo.RUN_DIR = tmp_path
+    call_command("demo")
+    call_command("demo")  # idempotent
+    cluster = Cluster.objects.get(name="demo")
+    assert cluster.nodes.count() == 3
+    assert cluster.leader.name == "demo-node-1"
+    assert cluster.term == 1
+    password = (tmp_path / "admin.password").read_text().strip()
+    assert User.objects.get(username="admin").check_password(password)
+    assert password in capsys.readouterr().out
+
+
+def test_api_docs_page_is_served_without_a_cdn(db, client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    assert b"swagger-ui" in response.content
+    assert b"cdn.jsdelivr" not in response.content
