@@ -1,0 +1,57 @@
+"""The archive: a node's event log and snapshots on PostgreSQL, fenced publishing on Redis streams."""
+
+from archive.entries import LogEntry, Snapshot, SnapshotInfo
+from archive.errors import (
+    ArchiveError,
+    ArchiveUnavailableError,
+    CorruptEntryError,
+    FencedError,
+    LogGapError,
+    RangeUnavailableError,
+    RetentionError,
+    SnapshotConflictError,
+    StaleEntryError,
+    TermRegressionError,
+    TrimmedError,
+)
+from archive.fence import get_fence, set_fence
+from archive.keys import ClusterKeys, keys
+from archive.pglog import PostgresEventLog
+from archive.pgsnapshots import PostgresSnapshotStore
+from archive.ports import EventLog, EventPublisher, EventReader, SnapshotStore
+from archive.publisher import RedisEventPublisher
+from archive.reader import RedisEventReader
+from archive.replay import delete_replay, publish_replay
+from archive.schema import create_archive
+
+__all__ = [
+    "ArchiveError",
+    "ArchiveUnavailableError",
+    "ClusterKeys",
+    "CorruptEntryError",
+    "EventLog",
+    "EventPublisher",
+    "EventReader",
+    "FencedError",
+    "LogEntry",
+    "LogGapError",
+    "PostgresEventLog",
+    "PostgresSnapshotStore",
+    "RangeUnavailableError",
+    "RedisEventPublisher",
+    "RedisEventReader",
+    "RetentionError",
+    "Snapshot",
+    "SnapshotConflictError",
+    "SnapshotInfo",
+    "SnapshotStore",
+    "StaleEntryError",
+    "TermRegressionError",
+    "TrimmedError",
+    "create_archive",
+    "delete_replay",
+    "get_fence",
+    "keys",
+    "publish_replay",
+    "set_fence",
+]

@@ -1,0 +1,125 @@
+"""The archive's ports: the node runtime depends on these Protocols only, never on an adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from archive.entries import LogEntry, Snapshot, SnapshotInfo
+
+
+class EventLog(Protocol):
+    """A node's durable, append-only event log.
+
+    Ordering: positions are 1-based and gap-free; terms never decrease along the log.
+    Writers: the node is the only writer of its archive. The adapter still serialises
+    writers of one log on the database, so a second writer (an operator's truncation in
+    another process) can never produce a gap; it is at worst noticed on the next append.
+    Durability: when append() returns, the batch is on disk (synchronous commit).
+    Failure: a refused batch (LogGapError, TermRegressionError, CorruptEntryError) writes
+    nothing and leaves the log as it was. Any other failure (ArchiveUnavailableError)
+    means the outcome is unknown: the whole batch or none of it is in the log, never a
+    part; call tail() to find out which.
+    """
+
+    def append(self, entries: Sequence[LogEntry]) -> None:
+        """Append a batch atomically. It must start at tail + 1, be contiguous, keep terms
+        from decreasing (starting at or above the tail's term) and carry non-empty bytes
+        payloads. Not idempotent: appending the same batch twice is a LogGapError."""
+        ...
+
+    def tail(self) -> tuple[int, int]:
+        """(position, term) of the last entry, (0, 0) if the log is empty. Served from an
+        in-process cache kept up to date by this object's writes; a truncation made by
+        another process is noticed (and the cache corrected) on the next append."""
+        ...
+
+    def read(
+        self, start: int, end: int | None = None, batch_size: int = 5000
+    ) -> Iterator[list[LogEntry]]:
+        """Entries with start <= position <= end (to the tail if end is None), in order,
+        in lists of at most batch_size. Streams from the database: memory stays bounded.
+        A consistent snapshot of the log as of the first batch; safe while appending."""
+        ...
+
+    def term_at(self, position: int) -> int | None:
+        """The term of the entry at position, None if the log doesn't hold it."""
+        ...
+
+    def truncate_after(self, position: int) -> int:
+        """Delete every entry after position; return how many. Idempotent."""
+        ...
+
+    def delete_before(self, position: int, keep_from_bound: int) -> int:
+        """Retention: delete entries below position; return how many. Refuses (RetentionError,
+        nothing deleted) if position is above the latest snapshot's position (replay from it
+        needs those entries) or above keep_from_bound, the lowest position any follower
+        still needs. With no snapshot, nothing can be deleted."""
+        ...
+
+    def close(self) -> None:
+        """Release the database connection. Idempotent."""
+        ...
+
+
+class SnapshotStore(Protocol):
+    """The engine's snapshots, kept beside the event log of the same archive.
+
+    A snapshot at position P is the state after applying entries 1..P; restoring it and
+    replaying P+1.. gives the same state as replaying everything.
+    """
+
+    def save(self, position: int, term: int, digest: str, data: bytes) -> None:
+        """Store a snapshot, durably. Idempotent: saving the same (position, term, digest)
+        again is a no-op; another digest or term at that position is SnapshotConflictError
+        (two nodes' states diverged, which determinism forbids)."""
+        ...
+
+    def latest(self, at_or_below: int | None = None) -> Snapshot | None:
+        """The snapshot with the highest position (at or below the bound), or None."""
+        ...
+
+    def list(self) -> list[SnapshotInfo]:
+        """All snapshots without their data, newest (highest position) first."""
+        ...
+
+    def prune(self, keep: int) -> int:
+        """Delete all but the `keep` newest snapshots (keep >= 1); return how many."""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Publishes the leader's batches on the cluster's live stream, fenced by term.
+
+    Ordering: a batch is published after it is archived, batches in log order. A reader's
+    cursor is a log position (entry ids are derived from positions).
+    Fencing: publish() is one atomic server-side step that writes nothing unless the
+    cluster's fence holds exactly `term`; a missing fence refuses every publish.
+    Failure: FencedError or StaleEntryError mean nothing was written. A connection error
+    leaves the outcome unknown; re-publishing the same batch is then refused with
+    StaleEntryError if the first attempt landed, so a retry never duplicates.
+    """
+
+    def publish(self, term: int, entries: Sequence[LogEntry]) -> None:
+        """Publish one contiguous batch of `term` in one round trip."""
+        ...
+
+
+class EventReader(Protocol):
+    """Reads a stream of published batches from a log position, without skipping any.
+
+    A missing or empty stream reads as "nothing new": if the stream was lost while the
+    reader was behind, the reader cannot tell; the caller compares its position with the
+    leader's reported position (first_last_positions() helps).
+    """
+
+    def read(self, after_position: int, block_ms: int, count: int) -> list[LogEntry]:
+        """Entries with position > after_position, in order and contiguous from
+        after_position + 1; [] after block_ms without news. Raises TrimmedError when
+        after_position + 1 is no longer on the stream. count bounds the stream entries
+        fetched (one entry carries one published batch)."""
+        ...
+
+    def first_last_positions(self) -> tuple[int, int] | None:
+        """(first, last) log positions the stream holds, None if it is empty or missing."""
+        ...

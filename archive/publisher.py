@@ -1,0 +1,100 @@
+"""Fenced publishing of archived batches on the cluster's live Redis stream."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis import Redis
+
+from archive.entries import LogEntry
+from archive.errors import FencedError, StaleEntryError
+from archive.keys import keys
+from archive.streamformat import EVENTS, FIRST, TERM, encode_events, entry_id
+
+# KEYS: fence, stream. ARGV: term, entry id, trim MINID (0: no trimming), then field/value
+# pairs. The fence check and the XADD run as one atomic script, so a deposed leader can
+# never slip a batch in after the control plane moved the fence. An id at or below the
+# stream's last id is refused by XADD itself (nothing written); we report it as a value.
+_PUBLISH = """
+local fence = redis.call('GET', KEYS[1])
+if fence == false or tonumber(fence) ~= tonumber(ARGV[1]) then
+    return {'fenced', fence or ''}
+end
+local args = {'XADD', KEYS[2]}
+if ARGV[3] ~= '0' then
+    table.insert(args, 'MINID')
+    table.insert(args, '~')
+    table.insert(args, ARGV[3])
+end
+table.insert(args, ARGV[2])
+for i = 4, #ARGV do
+    table.insert(args, ARGV[i])
+end
+local added = redis.pcall(unpack(args))
+if type(added) == 'table' and added.err then
+    if string.find(added.err, 'equal or smaller', 1, true) then
+        local info = redis.call('XINFO', 'STREAM', KEYS[2])
+        for i = 1, #info, 2 do
+            if info[i] == 'last-generated-id' then
+                return {'stale', info[i + 1]}
+            end
+        end
+        return {'stale', '?'}
+    end
+    return added
+end
+return {'ok', added}
+"""
+
+
+class RedisEventPublisher:
+    """EventPublisher adapter (see archive.ports.EventPublisher) on `tec:{cluster}:events`.
+
+    maxlen: how many log positions (events) the stream keeps at least; older entries are
+    trimmed (approximately, MINID ~) as new ones arrive. 0 disables trimming.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        cluster: str,
+        maxlen: int = 500_000,
+        *,
+        stream_key: str | None = None,
+    ) -> None:
+        cluster_keys = keys(cluster)
+        self._redis = redis
+        self._fence_key = cluster_keys.fence
+        self.stream_key = stream_key or cluster_keys.events
+        self._maxlen = maxlen
+        self._script = redis.register_script(_PUBLISH)
+
+    def publish(self, term: int, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        first = entries[0].position
+        last = entries[-1].position
+        if last - first + 1 != len(entries):
+            raise ValueError(f"batch {first}..{last} of {len(entries)} entries is not contiguous")
+        minid = last - self._maxlen + 1 if self._maxlen > 0 else 0
+        status, detail = self._script(
+            keys=[self._fence_key, self.stream_key],
+            args=[
+                term,
+                entry_id(last),
+                max(minid, 0),
+                TERM,
+                term,
+                FIRST,
+                first,
+                EVENTS,
+                encode_events(entries),
+            ],
+        )
+        if status == b"ok":
+            return
+        if status == b"fenced":
+            raise FencedError(term, int(detail) if detail else None)
+        if status == b"stale":
+            raise StaleEntryError(entry_id(last), detail.decode())
+        raise RuntimeError(f"unexpected reply from the publish script: {status!r}")

@@ -1,0 +1,53 @@
+"""Reading published batches from a Redis stream by log position, never skipping one."""
+
+from __future__ import annotations
+
+from redis import Redis
+
+from archive.entries import LogEntry
+from archive.errors import TrimmedError
+from archive.streamformat import EVENTS, FIRST, decode_events, entry_id, position_of
+
+
+class RedisEventReader:
+    """EventReader adapter (see archive.ports.EventReader) on one stream key: the live
+    stream (keys(cluster).events) or a replay stream (keys(cluster).replay(node)).
+
+    block_ms <= 0 polls without blocking. The Redis client must not decode responses.
+    """
+
+    def __init__(self, redis: Redis, stream_key: str) -> None:
+        if redis.get_connection_kwargs().get("decode_responses"):
+            raise ValueError("RedisEventReader needs a Redis client with decode_responses=False")
+        self._redis = redis
+        self.stream_key = stream_key
+
+    def read(self, after_position: int, block_ms: int, count: int) -> list[LogEntry]:
+        reply = self._redis.xread(
+            {self.stream_key: entry_id(after_position)},
+            count=count,
+            block=block_ms if block_ms > 0 else None,
+        )
+        if not reply:
+            return []
+        expected = after_position + 1
+        events: list[LogEntry] = []
+        for _id, fields in reply[0][1]:
+            first = int(fields[FIRST])
+            if first > expected:
+                if not events:
+                    raise TrimmedError(needed=expected, first_available=first)
+                break  # a hole after what we got: return that; the next read raises
+            batch = decode_events(fields[EVENTS])
+            events.extend(batch[expected - first :] if first < expected else batch)
+            expected = events[-1].position + 1
+        return events
+
+    def first_last_positions(self) -> tuple[int, int] | None:
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xrange(self.stream_key, count=1)
+            pipe.xrevrange(self.stream_key, count=1)
+            head, tail = pipe.execute()
+        if not head or not tail:
+            return None
+        return int(head[0][1][FIRST]), position_of(tail[0][0])

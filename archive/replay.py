@@ -1,0 +1,79 @@
+"""Replay publishing: a range of the archive, re-published on one follower's replay stream."""
+
+from __future__ import annotations
+
+from redis import Redis
+
+from archive.errors import RangeUnavailableError
+from archive.keys import keys
+from archive.ports import EventLog
+from archive.publisher import RedisEventPublisher
+from archive.streamformat import EVENTS, FIRST, TERM, encode_events, entry_id
+
+REPLAY_TTL_S = 3600
+
+
+def publish_replay(
+    log: EventLog,
+    redis: Redis,
+    cluster: str,
+    node: str,
+    start: int,
+    end: int | None = None,
+    term_check: int | None = None,
+    *,
+    entry_events: int = 1000,
+    ttl_s: int = REPLAY_TTL_S,
+) -> int:
+    """Publish positions start..end (to the archive's tail if end is None) from `log` on
+    `tec:{cluster}:replay:{node}`, in the live stream's entry format, so a RedisEventReader
+    on that key reads them; return how many events were published.
+
+    The replay stream is recreated from scratch and expires after ttl_s unless deleted
+    (delete_replay) earlier. With term_check, every entry is written by the fenced script
+    and the replay stops with FencedError once the cluster's fence leaves that term.
+    Raises RangeUnavailableError (before writing anything) if the archive no longer holds
+    `start`. Fewer events than end - start + 1 means the archive's tail is below end.
+    """
+    key = keys(cluster).replay(node)
+    redis.delete(key)
+    fenced = (
+        RedisEventPublisher(redis, cluster, maxlen=0, stream_key=key)
+        if term_check is not None
+        else None
+    )
+    count = 0
+    for batch in log.read(start, end, batch_size=entry_events * 5):
+        if count == 0 and batch[0].position != start:
+            raise RangeUnavailableError(
+                f"the archive no longer holds position {start}; its first is {batch[0].position}",
+                needed=start,
+                first_available=batch[0].position,
+            )
+        chunks = [batch[i : i + entry_events] for i in range(0, len(batch), entry_events)]
+        if fenced is not None and term_check is not None:
+            for chunk in chunks:
+                fenced.publish(term_check, chunk)
+        else:
+            with redis.pipeline(transaction=False) as pipe:
+                for chunk in chunks:
+                    pipe.xadd(
+                        key,
+                        {
+                            TERM: chunk[-1].term,
+                            FIRST: chunk[0].position,
+                            EVENTS: encode_events(chunk),
+                        },
+                        id=entry_id(chunk[-1].position),
+                    )
+                pipe.expire(key, ttl_s)
+                pipe.execute()
+        if count == 0:
+            redis.expire(key, ttl_s)
+        count += len(batch)
+    return count
+
+
+def delete_replay(redis: Redis, cluster: str, node: str) -> None:
+    """Remove a follower's replay stream once it has caught up."""
+    redis.delete(keys(cluster).replay(node))
