@@ -247,7 +247,7 @@ def _validate_batch(
                 )
     # psycopg's binary int4 dumper silently keeps the low 32 bits: check the range here.
     try:
-        kinds_in_range = _INT4_MIN <= min(kinds) and max(kinds) <= _INT4_MAX
+        kinds_in_range = min(kinds) >= _INT4_MIN and max(kinds) <= _INT4_MAX
     except TypeError as exc:
         raise CorruptEntryError(f"every kind must be an int: {exc}") from exc
     if not kinds_in_range:
