@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from redis import Redis
+
+from archive import (
+    LogEntry,
+    RedisEventPublisher,
+    RedisEventReader,
+    TrimmedError,
+    keys,
+    set_fence,
+)
+from tests.archive.conftest import make_entries
+
+
+@pytest.fixture
+def publisher(redis: Redis, cluster: str) -> RedisEventPublisher:
+    set_fence(redis, cluster, 1)
+    return RedisEventPublisher(redis, cluster, maxlen=0)
+
+
+@pytest.fixture
+def reader(redis: Redis, cluster: str) -> RedisEventReader:
+    return RedisEventReader(redis, keys(cluster).events)
+
+
+def read_until(reader: RedisEventReader, after: int, last: int) -> list[LogEntry]:
+    got: list[LogEntry] = []
+    while after < last:
+        batch = reader.read(after, block_ms=0, count=3)
+        assert batch, "the reader stalled"
+        got.extend(batch)
+        after = batch[-1].position
+    return got
+
+
+def test_reads_batches_in_order_from_any_position(
+    publisher: RedisEventPublisher, reader: RedisEventReader
+) -> None:
+    entries = make_entries(1, 50)
+    for first in range(1, 51, 10):
+        publisher.publish(1, entries[first - 1 : first + 9])
+    assert read_until(reader, 0, 50) == entries
+    # A cursor in the middle of a batch gets the rest of that batch first.
+    assert read_until(reader, 15, 50) == entries[15:]
+    assert reader.read(50, block_ms=0, count=10) == []
+    assert reader.first_last_positions() == (1, 50)
+
+
+def test_blocking_read_returns_empty_on_timeout_and_wakes_on_publish(
+    publisher: RedisEventPublisher, reader: RedisEventReader
+) -> None:
+    started = time.monotonic()
+    assert reader.read(0, block_ms=100, count=10) == []
+    assert time.monotonic() - started >= 0.09
+
+    timer = threading.Timer(0.1, publisher.publish, args=(1, make_entries(1, 3)))
+    timer.start()
+    try:
+        assert reader.read(0, block_ms=5000, count=10) == make_entries(1, 3)
+    finally:
+        timer.join()
+
+
+def test_missing_stream_when_caught_up_is_not_an_error(reader: RedisEventReader) -> None:
+    assert reader.read(1234, block_ms=0, count=10) == []
+    assert reader.first_last_positions() is None
+
+
+def test_trimmed_position_is_reported(redis: Redis, cluster: str, reader: RedisEventReader) -> None:
+    set_fence(redis, cluster, 1)
+    publisher = RedisEventPublisher(redis, cluster, maxlen=1000)
+    for first in range(1, 20_001, 100):
+        publisher.publish(1, make_entries(first, 100, size=8))
+    first, last = reader.first_last_positions()  # type: ignore[misc]
+    assert last == 20_000
+    assert 1 < first <= 20_000 - 1000 + 1  # at least maxlen positions kept
+    with pytest.raises(TrimmedError) as trimmed:
+        reader.read(0, block_ms=0, count=10)
+    assert (trimmed.value.needed, trimmed.value.first_available) == (1, first)
+    assert "catch up from an archive" in str(trimmed.value)
+    # Positions still on the stream read fine.
+    assert reader.read(first - 1, block_ms=0, count=1)[0].position == first
+
+
+def test_a_hole_in_the_stream_is_never_skipped(
+    publisher: RedisEventPublisher, reader: RedisEventReader
+) -> None:
+    publisher.publish(1, make_entries(1, 10))
+    publisher.publish(1, make_entries(21, 10))  # 11..20 never published
+    assert reader.read(0, block_ms=0, count=10) == make_entries(1, 10)
+    with pytest.raises(TrimmedError) as trimmed:
+        reader.read(10, block_ms=0, count=10)
+    assert (trimmed.value.needed, trimmed.value.first_available) == (11, 21)
+
+
+def test_stream_lost_while_behind_then_republished_is_detected(
+    redis: Redis, cluster: str, publisher: RedisEventPublisher, reader: RedisEventReader
+) -> None:
+    publisher.publish(1, make_entries(1, 10))
+    redis.delete(keys(cluster).events)  # Redis flushed
+    publisher.publish(1, make_entries(31, 10))
+    with pytest.raises(TrimmedError):
+        reader.read(5, block_ms=0, count=10)
+
+
+def test_reader_refuses_a_decoding_client(cluster: str) -> None:
+    from tests.archive.conftest import REDIS_URL
+
+    client = Redis.from_url(REDIS_URL, decode_responses=True)
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        RedisEventReader(client, keys(cluster).events)
+    client.close()
