@@ -1,0 +1,94 @@
+"""The application: a pure, deterministic matching engine (commands in, events out).
+
+Imports only the standard library and msgspec; see ``engine.py`` for the contract.
+"""
+
+from __future__ import annotations
+
+from nodes.engine.codec import (
+    CodecError,
+    CommandError,
+    command_from_dict,
+    command_to_dict,
+    decode_command,
+    decode_event,
+    decode_events,
+    encode_command,
+    encode_event,
+    encode_events,
+    event_to_dict,
+)
+from nodes.engine.commands import (
+    CODEC_VERSION,
+    COMMAND_KINDS,
+    AddInstrument,
+    CancelOrder,
+    Command,
+    PlaceOrder,
+    ReplaceOrder,
+    SetInstrumentStatus,
+)
+from nodes.engine.engine import SNAPSHOT_VERSION, Engine, EngineError
+from nodes.engine.events import (
+    EVENT_KINDS,
+    CommandDuplicate,
+    Event,
+    InstrumentAdded,
+    InstrumentStatusChanged,
+    OrderAccepted,
+    OrderCancelled,
+    OrderRejected,
+    OrderReplaced,
+    Trade,
+    event_kind,
+)
+from nodes.engine.types import (
+    DEDUP_WINDOW,
+    InstrumentStatus,
+    OrderType,
+    Reason,
+    Side,
+    TimeInForce,
+)
+
+__all__ = [
+    "CODEC_VERSION",
+    "COMMAND_KINDS",
+    "DEDUP_WINDOW",
+    "EVENT_KINDS",
+    "SNAPSHOT_VERSION",
+    "AddInstrument",
+    "CancelOrder",
+    "CodecError",
+    "Command",
+    "CommandDuplicate",
+    "CommandError",
+    "Engine",
+    "EngineError",
+    "Event",
+    "InstrumentAdded",
+    "InstrumentStatus",
+    "InstrumentStatusChanged",
+    "OrderAccepted",
+    "OrderCancelled",
+    "OrderRejected",
+    "OrderReplaced",
+    "OrderType",
+    "PlaceOrder",
+    "Reason",
+    "ReplaceOrder",
+    "SetInstrumentStatus",
+    "Side",
+    "TimeInForce",
+    "Trade",
+    "command_from_dict",
+    "command_to_dict",
+    "decode_command",
+    "decode_event",
+    "decode_events",
+    "encode_command",
+    "encode_event",
+    "encode_events",
+    "event_kind",
+    "event_to_dict",
+]
