@@ -51,6 +51,7 @@ class ClusterAdmin(admin.ModelAdmin):
         "replica_count",
         "heartbeat_interval",
         "failover_timeout",
+        "lease",
         "term",
         "leader",
         "status",

@@ -5,17 +5,21 @@ from django.db.models.signals import post_migrate
 
 
 def ensure_operators_group(sender, **kwargs) -> None:
-    """The 'operators' group carries the permission to change roles, replica counts and nodes."""
+    """Groups: 'operators' change roles, replica counts and nodes and submit commands; 'traders' submit."""
     from django.contrib.auth.models import Group, Permission
 
-    try:
-        permission = Permission.objects.get(
-            codename="operate_cluster", content_type__app_label="clusters"
+    permissions = {
+        p.codename: p
+        for p in Permission.objects.filter(
+            content_type__app_label="clusters", codename__in=["operate_cluster", "submit_commands"]
         )
-    except Permission.DoesNotExist:  # permissions are created by an earlier post_migrate
+    }
+    if len(permissions) < 2:  # created by django.contrib.auth's post_migrate, which runs first
         return
-    group, _ = Group.objects.get_or_create(name="operators")
-    group.permissions.add(permission)
+    operators, _ = Group.objects.get_or_create(name="operators")
+    operators.permissions.add(*permissions.values())
+    traders, _ = Group.objects.get_or_create(name="traders")
+    traders.permissions.add(permissions["submit_commands"])
 
 
 class ClustersConfig(AppConfig):

@@ -59,6 +59,15 @@ class Cluster(models.Model):
         validators=[MinValueValidator(0.2)],
         help_text="Seconds without a leader heartbeat before the supervisor elects another leader.",
     )
+    lease = models.FloatField(
+        default=1.5,
+        validators=[MinValueValidator(0.1)],
+        help_text=(
+            "Seconds a leader keeps taking commands without a successful heartbeat. "
+            "Must be shorter than the failover timeout, so an isolated leader stops "
+            "before another is elected."
+        ),
+    )
     status = models.CharField(max_length=16, choices=ClusterStatus.choices, default=ClusterStatus.FORMING)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -66,10 +75,21 @@ class Cluster(models.Model):
         ordering = ["name"]
         permissions = [
             ("operate_cluster", "Can change roles, replica counts and nodes of clusters"),
+            ("submit_commands", "Can submit commands (orders, cancels, instruments)"),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.lease >= self.failover_timeout:
+            raise ValidationError({"lease": "The lease must be shorter than the failover timeout."})
+        if self.failover_timeout < 2 * self.heartbeat_interval:
+            raise ValidationError(
+                {"failover_timeout": "Must be at least twice the heartbeat interval."}
+            )
 
 
 class Node(models.Model):

@@ -8,7 +8,10 @@ import secrets
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
+from archive.fence import set_fence
+from controlplane.clusters import streams
 from controlplane.clusters.models import (
     Cluster,
     ClusterStatus,
@@ -84,6 +87,10 @@ def assign_leader(
             raise NotEligible(f"node {node_name} has been removed from cluster {locked.name}")
         old_leader_id = locked.leader_id
         locked.term += 1
+        # The fence goes up before the new role is visible (the commit below announces
+        # it): from here on a publish by the old leader's term is refused by Redis. If
+        # the commit then fails, the fence is merely ahead of the table, which is safe.
+        set_fence(streams.connection(), locked.name, locked.term)
         locked.leader = target
         locked.status = ClusterStatus.ACTIVE
         # Demote first: the partial unique index allows one leader per cluster at a time.
@@ -131,3 +138,53 @@ def check_node_credentials(node: Node, secret: str) -> bool:
     return bool(node.credentials_hash) and hmac.compare_digest(
         node.credentials_hash, hash_node_secret(secret)
     )
+
+
+@dataclass(frozen=True)
+class HeartbeatReport:
+    """What a node says about itself every heartbeat interval."""
+
+    status: str
+    status_message: str = ""
+    term: int = 0
+    archived_position: int = 0
+    applied_position: int = 0
+    state_hash: str = ""
+    state_hash_position: int = 0
+    software_version: str = ""
+
+
+def record_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
+    """Store a node's heartbeat and return its row, whose role and cluster answer it.
+
+    A plain UPDATE of the node's own row: it takes no cluster lock, so heartbeats never
+    wait behind an election. A removed node is refused rather than revived.
+    """
+    updated = (
+        Node.objects.filter(name=node_name)
+        .exclude(status=NodeStatus.REMOVED)
+        .update(
+            status=report.status,
+            status_message=report.status_message[:500],
+            last_heartbeat=timezone.now(),
+            archived_position=report.archived_position,
+            applied_position=report.applied_position,
+            state_hash=report.state_hash,
+            state_hash_position=report.state_hash_position,
+            software_version=report.software_version[:64],
+        )
+    )
+    if updated != 1:
+        raise NotEligible(f"node {node_name} has been removed; it must not run")
+    return Node.objects.select_related("cluster", "cluster__leader").get(name=node_name)
+
+
+def restore_fence(cluster: Cluster) -> int | None:
+    """Put the cluster's fence back at its term if Redis lost it (restart, flush).
+
+    Safe at any time: the fence only moves up, and the table's term is the truth. Until
+    it is back, every publish is refused, so the nodes' heartbeats call this.
+    """
+    if cluster.term < 1:
+        return None
+    return set_fence(streams.connection(), cluster.name, cluster.term)

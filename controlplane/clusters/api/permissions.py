@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 OPERATE_PERMISSION = "clusters.operate_cluster"
+SUBMIT_PERMISSION = "clusters.submit_commands"
 OPERATORS_GROUP = "operators"
 
 
@@ -18,3 +19,11 @@ class IsViewerOrOperator(BasePermission):
         if request.method in SAFE_METHODS:
             return True
         return user.has_perm(OPERATE_PERMISSION)
+
+
+class CanSubmitCommands(BasePermission):
+    message = "Submitting commands needs the permission clusters.submit_commands (group 'operators' or 'traders')."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm(SUBMIT_PERMISSION))

@@ -35,6 +35,7 @@ class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "status",
             "heartbeat_interval",
             "failover_timeout",
+            "lease",
             "nodes",
             "created_at",
         ]
@@ -43,9 +44,14 @@ class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     def validate(self, attrs):
         interval = attrs.get("heartbeat_interval", getattr(self.instance, "heartbeat_interval", 0.5))
         timeout = attrs.get("failover_timeout", getattr(self.instance, "failover_timeout", 3.0))
+        lease = attrs.get("lease", getattr(self.instance, "lease", 1.5))
         if timeout < 2 * interval:
             raise serializers.ValidationError(
                 {"failover_timeout": ["Must be at least twice the heartbeat interval."]}
+            )
+        if lease >= timeout:
+            raise serializers.ValidationError(
+                {"lease": ["Must be shorter than the failover timeout."]}
             )
         return attrs
 
@@ -122,4 +128,21 @@ class AssignLeaderSerializer(StrictFieldsMixin, serializers.Serializer):
     reason = serializers.CharField(required=False, max_length=400, default="")
     expected_term = serializers.IntegerField(
         required=False, min_value=0, help_text="Refuse (412) unless the cluster is at this term."
+    )
+
+
+class CommandBatchSerializer(StrictFieldsMixin, serializers.Serializer):
+    commands = serializers.ListField(
+        child=serializers.DictField(),
+        min_length=1,
+        max_length=10_000,
+        help_text=(
+            'Commands as JSON objects, e.g. {"type": "place_order", "client_id": "c1", '
+            '"client_seq": 1, "account": "a1", "symbol": "DEMO", "side": "buy", "qty": 10, '
+            '"price": 100}. Each needs client_id and a client_seq that increases per client.'
+        ),
+    )
+    timeout = serializers.FloatField(
+        required=False, default=5.0, min_value=0.1, max_value=60.0,
+        help_text="Seconds to wait for the committed results.",
     )

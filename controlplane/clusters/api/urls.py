@@ -1,7 +1,9 @@
 """Routes of the operators' API under /api/v1/."""
 
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from controlplane.clusters.api.node_views import NodeHeartbeatView
 from controlplane.clusters.api.views import ClusterViewSet, NodeViewSet, RoleChangeViewSet
 
 router = DefaultRouter()
@@ -9,4 +11,7 @@ router.register("clusters", ClusterViewSet)
 router.register("nodes", NodeViewSet)
 router.register("role-changes", RoleChangeViewSet)
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("nodes/<str:name>/heartbeat/", NodeHeartbeatView.as_view(), name="node-heartbeat"),
+    *router.urls,
+]

@@ -7,10 +7,13 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from controlplane.clusters import commands as cluster_commands
 from controlplane.clusters import services
+from controlplane.clusters.api.permissions import CanSubmitCommands
 from controlplane.clusters.api.serializers import (
     AssignLeaderSerializer,
     ClusterSerializer,
+    CommandBatchSerializer,
     NodeSerializer,
     RegisteredNodeSerializer,
     RoleChangeSerializer,
@@ -44,6 +47,37 @@ class ClusterViewSet(
             expected_term=body.validated_data.get("expected_term"),
         )
         return Response(RoleChangeSerializer(change).data, status=status.HTTP_200_OK)
+
+    @extend_schema(request=CommandBatchSerializer, responses={200: dict, 409: dict, 503: dict})
+    @action(detail=True, methods=["post"], permission_classes=[CanSubmitCommands])
+    def commands(self, request, name=None):
+        """Submit one command (a JSON object) or a batch ({"commands": [...]}); wait for commit.
+
+        200: every command's committed events. 409: the command(s) were processed before;
+        the body holds the original result. 400: malformed, nothing sent. 503: fewer
+        followers acknowledge than the replica count. 504: no commit within the timeout.
+        """
+        cluster = self.get_object()
+        data = request.data
+        if isinstance(data, dict) and "commands" not in data:
+            data = {"commands": [data]}
+        elif isinstance(data, list):
+            data = {"commands": data}
+        body = CommandBatchSerializer(data=data)
+        body.is_valid(raise_exception=True)
+        commands, errors = cluster_commands.parse_commands(body.validated_data["commands"])
+        if errors:
+            return Response({"commands": errors}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            submission = cluster_commands.submit(
+                cluster.name, commands, body.validated_data["timeout"]
+            )
+        except cluster_commands.NotEnoughReplicas as error:
+            return Response({"detail": str(error)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        except cluster_commands.CommitTimeout as error:
+            return Response({"detail": str(error)}, status=status.HTTP_504_GATEWAY_TIMEOUT)
+        code = status.HTTP_409_CONFLICT if submission.all_duplicates else status.HTTP_200_OK
+        return Response({"results": submission.as_json()}, status=code)
 
 
 class NodeViewSet(

@@ -1,0 +1,85 @@
+"""Endpoints the nodes themselves call, authenticated by their own secret, not a user."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from controlplane.clusters import services
+from controlplane.clusters.api.serializers import StrictFieldsMixin
+from controlplane.clusters.models import Node, NodeStatus
+
+NODE_AUTH_SCHEME = "Node"
+
+
+class HeartbeatSerializer(StrictFieldsMixin, serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=[NodeStatus.STARTING, NodeStatus.LIVE, NodeStatus.DRAINING]
+    )
+    status_message = serializers.CharField(required=False, allow_blank=True, default="")
+    term = serializers.IntegerField(min_value=0, required=False, default=0)
+    archived_position = serializers.IntegerField(min_value=0)
+    applied_position = serializers.IntegerField(min_value=0)
+    state_hash = serializers.CharField(required=False, allow_blank=True, default="", max_length=128)
+    state_hash_position = serializers.IntegerField(min_value=0, required=False, default=0)
+    software_version = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class PeerSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Node
+        fields = ["name", "role", "status", "archive_location", "archived_position"]
+
+
+def node_config(node: Node) -> dict:
+    """Everything a node needs to take its role: the heartbeat's answer."""
+    cluster = node.cluster
+    return {
+        "node": node.name,
+        "cluster": cluster.name,
+        "role": node.role,
+        "term": cluster.term,
+        "leader": cluster.leader.name if cluster.leader else None,
+        "replica_count": cluster.replica_count,
+        "heartbeat_interval": cluster.heartbeat_interval,
+        "failover_timeout": cluster.failover_timeout,
+        "lease": cluster.lease,
+        "archive_location": node.archive_location,
+        "peers": PeerSerializer(cluster.nodes.exclude(pk=node.pk), many=True).data,
+    }
+
+
+def authenticate_node(request, name: str) -> Node:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme != NODE_AUTH_SCHEME or not secret:
+        raise AuthenticationFailed("Send 'Authorization: Node <secret>' with the node's secret.")
+    node = Node.objects.filter(name=name).first()
+    if node is None:
+        raise PermissionDenied(f"node {name} is not registered; register it first")
+    if not services.check_node_credentials(node, secret.strip()):
+        raise PermissionDenied(f"wrong credentials for node {name}")
+    return node
+
+
+class NodeHeartbeatView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=HeartbeatSerializer,
+        parameters=[OpenApiParameter("Authorization", str, OpenApiParameter.HEADER)],
+        responses={200: dict},
+    )
+    def post(self, request, name: str):
+        """A node's heartbeat: store its report, answer with its role, term and cluster."""
+        authenticate_node(request, name)
+        body = HeartbeatSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        node = services.record_heartbeat(name, services.HeartbeatReport(**body.validated_data))
+        services.restore_fence(node.cluster)
+        return Response(node_config(node), status=status.HTTP_200_OK)

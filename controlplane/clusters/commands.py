@@ -1,0 +1,58 @@
+"""Client commands from the control plane (API and `manage.py submit`) to a cluster's leader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane.clusters import streams
+from nodes import wire
+from nodes.client import ClusterClient, CommandResult, CommitTimeout, NotEnoughReplicas
+from nodes.engine import CommandError, command_from_dict, event_to_dict
+
+STATUS_NAMES = {wire.RESULT_COMMITTED: "committed", wire.RESULT_DUPLICATE: "duplicate"}
+
+
+@dataclass
+class Submission:
+    results: list[CommandResult]
+
+    @property
+    def all_duplicates(self) -> bool:
+        return all(result.duplicate for result in self.results)
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "status": STATUS_NAMES.get(result.status, "error"),
+                "first_position": result.first_position,
+                "events": [event_to_dict(event) for event in result.events],
+            }
+            for result in self.results
+        ]
+
+
+def parse_commands(items: list[Any]) -> tuple[list, dict[str, dict[str, str]]]:
+    """Validate every command before any reaches the engine; errors keyed by index."""
+    commands, errors = [], {}
+    for index, item in enumerate(items):
+        try:
+            commands.append(command_from_dict(item))
+        except CommandError as error:
+            errors[str(index)] = error.errors
+    return commands, errors
+
+
+def submit(cluster: str, commands: list, timeout: float) -> Submission:
+    """Send the commands as one batch and wait for their committed results.
+
+    Raises NotEnoughReplicas or CommitTimeout (both CommitTimeout) after `timeout`.
+    """
+    client = ClusterClient(cluster, streams.connection(), client_id="controlplane", timeout=timeout)
+    try:
+        return Submission(client.submit_many(commands))
+    finally:
+        client.close()
+
+
+__all__ = ["CommitTimeout", "NotEnoughReplicas", "Submission", "parse_commands", "submit"]

@@ -1,0 +1,171 @@
+"""A Python client of a cluster, straight over Redis: submit commands, get committed results.
+
+    client = ClusterClient("demo")
+    result = client.submit(PlaceOrder(client_id=client.client_id, client_seq=client.next_seq(), ...))
+    result.events  # the committed events of the command
+
+A command is added to the cluster's command stream (a batch is one entry), and the
+client waits on its own reply list for the leader to report the result after commit.
+On timeout the client says why: too few replicas acknowledging, or no leader answering.
+The command stays in the stream and is executed once; re-submitting it with the same
+client_seq answers with the original result (RESULT_DUPLICATE).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import redis as redis_lib
+
+from nodes import wire
+from nodes.engine import decode_event, encode_command
+
+
+class SubmitError(Exception):
+    """A submission that did not get its committed result."""
+
+
+class CommitTimeout(SubmitError):
+    pass
+
+
+class NotEnoughReplicas(CommitTimeout):
+    pass
+
+
+class MalformedCommand(SubmitError):
+    pass
+
+
+@dataclass
+class CommandResult:
+    status: int
+    first_position: int
+    payloads: list[bytes]
+    error: str = ""
+    _events: list | None = field(default=None, repr=False)
+
+    @property
+    def duplicate(self) -> bool:
+        return self.status == wire.RESULT_DUPLICATE
+
+    @property
+    def events(self) -> list:
+        if self._events is None:
+            self._events = [decode_event(payload) for payload in self.payloads]
+        return self._events
+
+
+class ClusterClient:
+    def __init__(
+        self,
+        cluster: str,
+        redis: redis_lib.Redis | str = "redis://127.0.0.1:6379/0",
+        *,
+        client_id: str | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self.cluster = cluster
+        self.redis = redis_lib.Redis.from_url(redis) if isinstance(redis, str) else redis
+        self.client_id = client_id or f"client-{uuid.uuid4().hex[:12]}"
+        self.timeout = timeout
+        self.commands_key = wire.commands_key(cluster)
+        # One reply list per client object, so concurrent clients never steal replies.
+        self.reply_key = wire.reply_key(cluster, f"{self.client_id}-{uuid.uuid4().hex[:8]}")
+        self._seq = time.time_ns() // 1000
+        self._outstanding: dict[str, int] = {}
+        self._results: dict[str, list[CommandResult]] = {}
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    # -- one call: send and wait ---------------------------------------------------------
+
+    def submit(self, command, timeout: float | None = None) -> CommandResult:
+        return self.submit_many([command], timeout)[0]
+
+    def submit_many(self, commands: Sequence, timeout: float | None = None) -> list[CommandResult]:
+        entry_id = self.send(commands)
+        return self.wait(entry_id, timeout)
+
+    # -- pipelined use: send many batches, collect results --------------------------------
+
+    def send(self, commands: Sequence) -> str:
+        return self.send_encoded([encode_command(command) for command in commands])
+
+    def send_encoded(self, encoded: Sequence[bytes]) -> str:
+        entry_id = self.redis.xadd(
+            self.commands_key, {"r": self.reply_key, "c": wire.encode(list(encoded))}
+        )
+        entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        self._outstanding[entry_id] = len(encoded)
+        return entry_id
+
+    def receive(self, timeout: float) -> list[tuple[str, list[CommandResult]]]:
+        """Results that arrived within `timeout`: (entry id, results) per command batch."""
+        reply = self.redis.blpop([self.reply_key], timeout=max(timeout, 0.001))
+        if reply is None:
+            return []
+        messages = [reply[1]]
+        more = self.redis.lpop(self.reply_key, 1000)
+        if more:
+            messages.extend(more)
+        out = []
+        for message in messages:
+            entry_id, results = wire.decode(message)
+            if self._outstanding.pop(entry_id, None) is None:
+                continue  # a reply to a batch we gave up on
+            out.append((entry_id, [CommandResult(*result) for result in results]))
+        return out
+
+    def wait(self, entry_id: str, timeout: float | None = None) -> list[CommandResult]:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while entry_id not in self._results:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._outstanding.pop(entry_id, None)
+                raise self.timeout_error()
+            for got_id, results in self.receive(min(remaining, 1.0)):
+                self._results[got_id] = results
+        results = self._results.pop(entry_id)
+        for result in results:
+            if result.status == wire.RESULT_MALFORMED:
+                raise MalformedCommand(result.error)
+        return results
+
+    def commit_status(self) -> dict[str, str]:
+        raw = self.redis.hgetall(wire.commit_key(self.cluster))
+        return {key.decode(): value.decode() for key, value in raw.items()}
+
+    def timeout_error(self) -> CommitTimeout:
+        status = self.commit_status()
+        if not status:
+            return CommitTimeout(
+                f"no committed result within the timeout: cluster {self.cluster} has no leader "
+                "reporting; the command stays queued and runs once a leader takes it"
+            )
+        replica_count = int(status.get("replica_count", 0))
+        live = [name for name in status.get("live_followers", "").split(",") if name]
+        age = (time.time_ns() - int(status.get("updated_ns", 0))) / 1e9
+        if age > 5:
+            return CommitTimeout(
+                f"no committed result within the timeout: leader {status.get('leader')} has not "
+                f"reported for {age:.0f} s; the command stays queued for the next leader"
+            )
+        if len(live) < replica_count:
+            return NotEnoughReplicas(
+                f"not enough replicas: replica count is {replica_count} but only {len(live)} "
+                f"follower(s) acknowledge ({', '.join(live) or 'none'}); the command is kept "
+                "and commits when enough followers are back"
+            )
+        return CommitTimeout(
+            f"no committed result within the timeout (commit position "
+            f"{status.get('commit_position')}, leader at {status.get('leader_position')})"
+        )
+
+    def close(self) -> None:
+        self.redis.delete(self.reply_key)

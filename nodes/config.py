@@ -1,0 +1,54 @@
+"""A node's settings, read once from the environment into a typed object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from controlplane.env import ConfigError, env_int, env_str
+
+GC_POLICIES = ("freeze", "default", "off")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    secret: str
+    control_plane_url: str
+    redis_url: str
+    batch_size: int
+    stream_maxlen: int
+    snapshot_every: int
+    gc_policy: str
+
+    @classmethod
+    def from_env(cls, name: str | None = None) -> NodeConfig:
+        name = name or os.environ.get("NODE_NAME", "")
+        if not name:
+            raise ConfigError(
+                "no node name: start the worker with --node-name NAME (or set NODE_NAME)"
+            )
+        secret = env_str("NODE_SECRET", "")
+        if not secret:
+            default_file = Path(__file__).resolve().parent.parent / "run" / f"node-{name}.secret"
+            if default_file.exists():
+                secret = default_file.read_text().strip()
+        if not secret:
+            raise ConfigError(
+                f"no secret for node {name}: set NODE_SECRET or NODE_SECRET_FILE "
+                "(registering the node printed it)"
+            )
+        gc_policy = env_str("NODE_GC", "freeze")
+        if gc_policy not in GC_POLICIES:
+            raise ConfigError(f"NODE_GC={gc_policy!r}: use one of {', '.join(GC_POLICIES)}")
+        return cls(
+            name=name,
+            secret=secret,
+            control_plane_url=env_str("CONTROL_PLANE_URL", "http://127.0.0.1:8000").rstrip("/"),
+            redis_url=env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            batch_size=env_int("NODE_BATCH_SIZE", 4000, minimum=1),
+            stream_maxlen=env_int("NODE_STREAM_MAXLEN", 20000, minimum=10),
+            snapshot_every=env_int("NODE_SNAPSHOT_EVERY", 200_000, minimum=0),
+            gc_policy=gc_policy,
+        )

@@ -1,0 +1,84 @@
+"""The node's view of the control plane: heartbeats over the operators' HTTP API."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class ControlPlaneError(Exception):
+    """The control plane did not answer, or answered with an error."""
+
+
+class NodeRefused(ControlPlaneError):
+    """The control plane refuses this node (unknown, wrong secret, removed): do not run."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    role: str
+    status: str
+    archive_location: str
+    archived_position: int
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The answer to a heartbeat: this node's role and its cluster's configuration."""
+
+    node: str
+    cluster: str
+    role: str
+    term: int
+    leader: str | None
+    replica_count: int
+    heartbeat_interval: float
+    failover_timeout: float
+    lease: float
+    archive_location: str
+    peers: tuple[Peer, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClusterView:
+        peers = tuple(Peer(**peer) for peer in data.pop("peers", []))
+        return cls(**data, peers=peers)
+
+
+class ControlPlane(Protocol):
+    """Contract: heartbeat() stores the report and returns the node's current view.
+
+    Raises NodeRefused when the node must not run (not registered, wrong secret,
+    removed) and ControlPlaneError when the control plane cannot be reached; the node
+    keeps its last view then, and a leader's lease runs out.
+    """
+
+    def heartbeat(self, report: dict[str, Any]) -> ClusterView: ...
+
+
+class HttpControlPlane:
+    def __init__(self, base_url: str, node_name: str, secret: str, timeout: float = 2.0) -> None:
+        self.url = f"{base_url}/api/v1/nodes/{node_name}/heartbeat/"
+        self.secret = secret
+        self.timeout = timeout
+
+    def heartbeat(self, report: dict[str, Any]) -> ClusterView:
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(report).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Node {self.secret}"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return ClusterView.from_json(json.loads(response.read()))
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:300]
+            if error.code in (401, 403, 404):
+                raise NodeRefused(f"control plane refused the node ({error.code}): {detail}") from None
+            raise ControlPlaneError(f"heartbeat failed ({error.code}): {detail}") from None
+        except (OSError, ValueError) as error:
+            raise ControlPlaneError(f"control plane unreachable at {self.url}: {error}") from None

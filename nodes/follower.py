@@ -1,0 +1,102 @@
+"""The follower's loop: read the leader's events, archive them, acknowledge, apply.
+
+It reads the live stream from its archived position + 1. When that position has been
+trimmed away, it asks the leader's archive to replay the missing range on a stream of
+its own, reads that to the end, and goes back to the live stream exactly where the
+replay stopped: no gap, no duplicate (the archive refuses both anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from archive import LogGapError, RedisEventReader, TrimmedError, delete_replay, keys
+from nodes import wire
+from nodes.engine import decode_events
+
+log = logging.getLogger(__name__)
+
+READ_COUNT = 50  # stream entries a read; each entry is one leader batch
+
+
+class Follower:
+    """Follows one leader in one term; recreated when either changes."""
+
+    def __init__(self, node, term: int, leader: str) -> None:
+        self.node = node
+        self.term = term
+        self.leader = leader
+        self.cluster = node.view.cluster
+        self.redis = node.redis
+        cluster_keys = keys(self.cluster)
+        self.live = RedisEventReader(self.redis, cluster_keys.events)
+        self.replay_key = cluster_keys.replay(node.config.name)
+        self.acks_key = wire.acks_key(self.cluster)
+        self.dropped_stale = 0
+
+    def cycle(self) -> str:
+        state = self.node.state
+        after = state.position
+        try:
+            entries = self.live.read(after, block_ms=100, count=READ_COUNT)
+        except TrimmedError as trimmed:
+            return self.catch_up(trimmed)
+        if not entries:
+            self.acknowledge()  # idle: repeat the ack so a new leader learns where we are
+            return f"follower of {self.leader} (term {self.term}): up to date at position {after}"
+        self.store(entries)
+        return f"follower of {self.leader} (term {self.term}): archived up to {state.position}"
+
+    def store(self, entries: list) -> None:
+        fresh = [entry for entry in entries if entry.term >= self.term]
+        if len(fresh) != len(entries):
+            self.dropped_stale += len(entries) - len(fresh)
+            log.warning(
+                "dropped %d events of a term older than %d", len(entries) - len(fresh), self.term
+            )
+            if not fresh:
+                return
+            if fresh[0].position != entries[0].position:
+                # Stale events sat in front of fresh ones: re-read from where we are.
+                return
+        state = self.node.state
+        state.append(fresh)
+        self.acknowledge()
+        state.engine.apply_batch(decode_events([entry.payload for entry in fresh]))
+        self.node.after_batch()
+
+    def acknowledge(self) -> None:
+        self.redis.xadd(
+            self.acks_key,
+            {"n": self.node.config.name, "p": self.node.state.position, "t": self.term},
+            maxlen=1000,
+            approximate=True,
+        )
+
+    def catch_up(self, trimmed: TrimmedError) -> str:
+        """Replay the missing range from the leader's archive, then resume live."""
+        from nodes.tasks import request_replay
+
+        start = self.node.state.position + 1
+        log.warning(
+            "position %d was trimmed from the live stream (it starts at %d): "
+            "catching up from %s's archive",
+            start,
+            trimmed.first_available,
+            self.leader,
+        )
+        end = request_replay(self.leader, self.node.config.name, start)
+        reader = RedisEventReader(self.redis, self.replay_key)
+        while self.node.state.position < end and not self.node.stopping.is_set():
+            entries = reader.read(self.node.state.position, block_ms=200, count=READ_COUNT)
+            if not entries:
+                continue
+            try:
+                self.store([entry for entry in entries if entry.position <= end])
+            except LogGapError:
+                raise
+        delete_replay(self.redis, self.cluster, self.node.config.name)
+        return (
+            f"follower of {self.leader} (term {self.term}): caught up from the archive "
+            f"to position {self.node.state.position}"
+        )

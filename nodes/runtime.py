@@ -1,0 +1,232 @@
+"""The node runtime: start-up replay, heartbeats, lease, and the role loop (leader or follower)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from typing import Any
+
+import redis as redis_lib
+
+from archive import ArchiveError
+from nodes.config import NodeConfig
+from nodes.control import ClusterView, ControlPlane, ControlPlaneError, NodeRefused
+from nodes.follower import Follower
+from nodes.leader import Leader, SteppedDown
+from nodes.state import NodeState
+
+log = logging.getLogger("nodes.runtime")
+
+SOFTWARE_VERSION = "0.1.0"
+
+
+class Node:
+    """One node: application (engine) + archive, driven by one loop thread.
+
+    Threads: the loop thread owns the state (engine + archive); the heartbeat thread
+    reports to the control plane and swaps in the answer (`view`, an immutable value);
+    a leader adds its commit thread. Control tasks only set flags the loop reads.
+    """
+
+    def __init__(self, config: NodeConfig, control: ControlPlane) -> None:
+        self.config = config
+        self.control = control
+        self.redis = redis_lib.Redis.from_url(config.redis_url, health_check_interval=10)
+        self.view: ClusterView | None = None
+        self.state: NodeState | None = None
+        self.role: Leader | Follower | None = None
+        self.status = "starting"
+        self.ready = False
+        self.stopping = threading.Event()
+        self.stopped = threading.Event()
+        self.last_heartbeat_ok = 0.0
+        self.snapshot_requested = threading.Event()
+        self.snapshot_done = threading.Event()
+        self.last_snapshot_status = ""
+        self.refused: str | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._heartbeat_thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop_thread = threading.Thread(target=self.run, name=f"node-{self.config.name}")
+        self._loop_thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in hand, archive it, and stop."""
+        self.stopping.set()
+        if self._loop_thread is not None:
+            self._loop_thread.join(timeout)
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except NodeRefused as refused:
+            self.refused = str(refused)
+            log.error("node %s refused by the control plane: %s", self.config.name, refused)
+        except Exception:
+            log.exception("node %s crashed", self.config.name)
+            raise
+        finally:
+            self._stop_role()
+            if self.state is not None:
+                self.state.close()
+            self.stopped.set()
+
+    def _run(self) -> None:
+        self.view = self._first_heartbeat()
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat_loop, name=f"heartbeat-{self.config.name}", daemon=True
+        )
+        self._heartbeat_thread.start()
+        self._recover()
+        while not self.stopping.is_set():
+            try:
+                status = self.run_cycle()
+            except SteppedDown as reason:
+                status = f"stepped down: {reason}; rebuilding from the archive"
+                log.warning("%s", status)
+                self._stop_role()
+                self._recover()
+            except (ArchiveError, redis_lib.RedisError, OSError) as error:
+                status = f"error, retrying: {type(error).__name__}: {error}"
+                log.warning("%s", status)
+                self._stop_role()
+                time.sleep(0.5)
+                self._recover()
+            if status != self.status:
+                log.info("%s", status)
+                self.status = status
+            if self.snapshot_requested.is_set():
+                self._take_snapshot()
+
+    def _recover(self) -> None:
+        if self.state is None:
+            self.state = NodeState(self.view.archive_location)
+        self.ready = False
+        gc.unfreeze()
+        self.status = self.state.recover()
+        log.info("%s", self.status)
+        self._apply_gc_policy()
+        self.ready = True
+
+    def _apply_gc_policy(self) -> None:
+        # Full collections over a large book pause the loop for 100+ ms (DESIGN §6):
+        # freeze everything built by the replay into the permanent generation, and
+        # make young collections rarer. "off" disables the collector entirely.
+        policy = self.config.gc_policy
+        if policy == "freeze":
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(50_000, 50, 1000)
+        elif policy == "off":
+            gc.collect()
+            gc.freeze()
+            gc.disable()
+
+    # -- the role loop -----------------------------------------------------------------
+
+    def run_cycle(self) -> str:
+        """Take the role the control plane gives, run one cycle of it, say what happened."""
+        view = self.view
+        if view.role == "leader":
+            if time.monotonic() - self.last_heartbeat_ok > view.lease:
+                self._stop_role()
+                time.sleep(0.05)
+                return (
+                    f"leader of term {view.term}: lease expired (no heartbeat answered for "
+                    f"{view.lease:.1f} s), not taking commands"
+                )
+            if not isinstance(self.role, Leader) or self.role.term != view.term:
+                self._stop_role()
+                self.role = Leader(self, view.term)
+                self.role.start()
+                log.info("leading term %d from position %d", view.term, self.state.position)
+        else:
+            if view.leader is None:
+                self._stop_role()
+                time.sleep(0.1)
+                return "follower: waiting for the control plane to name a leader"
+            role = self.role
+            if not isinstance(role, Follower) or (role.term, role.leader) != (view.term, view.leader):
+                was_leader = isinstance(role, Leader)
+                self._stop_role()
+                if was_leader:
+                    # Anything archived as leader past the commit point may be unknown to
+                    # the new leader; rebuild and re-check from the archive before following.
+                    self._recover()
+                self.role = Follower(self, view.term, view.leader)
+        return self.role.cycle()
+
+    def _stop_role(self) -> None:
+        role, self.role = self.role, None
+        if isinstance(role, Leader):
+            role.stop()
+
+    def after_batch(self) -> None:
+        state = self.state
+        every = self.config.snapshot_every
+        if every and state.position - state.last_snapshot_position >= every:
+            self._take_snapshot()
+
+    def _take_snapshot(self) -> None:
+        self.snapshot_requested.clear()
+        self.last_snapshot_status = self.state.take_snapshot(self.view.term)
+        log.info("%s", self.last_snapshot_status)
+        self.snapshot_done.set()
+
+    # -- heartbeats --------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        state = self.state
+        engine = state.engine if state else None
+        archived = state.archived if state else 0
+        return {
+            "status": "live" if self.ready else "starting",
+            "status_message": self.status[:500],
+            "term": self.view.term if self.view else 0,
+            "archived_position": archived,
+            "applied_position": engine.position if engine else 0,
+            "state_hash": _hash_text(engine.running_hash) if engine else "",
+            "state_hash_position": engine.position if engine else 0,
+            "software_version": SOFTWARE_VERSION,
+        }
+
+    def _first_heartbeat(self) -> ClusterView:
+        delay = 0.2
+        while not self.stopping.is_set():
+            try:
+                view = self.control.heartbeat(self.report())
+                self.last_heartbeat_ok = time.monotonic()
+                return view
+            except NodeRefused:
+                raise
+            except ControlPlaneError as error:
+                log.warning("waiting for the control plane: %s", error)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise NodeRefused("stopped before the control plane answered")
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stopped.is_set():
+            interval = self.view.heartbeat_interval
+            try:
+                self.view = self.control.heartbeat(self.report())
+                self.last_heartbeat_ok = time.monotonic()
+            except NodeRefused as refused:
+                self.refused = str(refused)
+                log.error("control plane refuses node %s: %s; stopping", self.config.name, refused)
+                self.stopping.set()
+                return
+            except ControlPlaneError as error:
+                log.warning("heartbeat failed: %s", error)
+            except Exception:
+                log.exception("heartbeat failed")
+            self.stopped.wait(interval)
+
+
+def _hash_text(value: Any) -> str:
+    return value.hex() if isinstance(value, bytes) else format(value, "x")

@@ -1,0 +1,95 @@
+"""A node's replicated state on disk and in memory: archive + engine, rebuilt at start-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from archive import LogEntry, PostgresEventLog, PostgresSnapshotStore, create_archive
+from nodes.engine import Engine, decode_events, encode_events, event_kind
+
+log = logging.getLogger(__name__)
+
+
+class DivergenceError(RuntimeError):
+    """The state rebuilt from a snapshot does not match the digest stored with it."""
+
+
+class NodeState:
+    """The engine and the node's own archive, kept in step: engine.position == log tail.
+
+    Not thread-safe: only the node's loop thread touches it.
+    """
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        create_archive(location)
+        self.log = PostgresEventLog(location)
+        self.snapshots = PostgresSnapshotStore(location)
+        self.engine = Engine()
+        self.archived = 0  # the log's tail position, readable from any thread
+        self.last_snapshot_position = 0
+
+    def recover(self, progress=None) -> str:
+        """Snapshot + replay of the archive into a fresh engine; returns a status sentence."""
+        snapshot = self.snapshots.latest()
+        if snapshot is None:
+            engine = Engine()
+        else:
+            engine = Engine.restore(snapshot.data)
+            if engine.digest() != snapshot.digest:
+                raise DivergenceError(
+                    f"snapshot at position {snapshot.position} restores to digest "
+                    f"{engine.digest()[:16]}, but was saved with {snapshot.digest[:16]}"
+                )
+        self.last_snapshot_position = engine.position
+        start = engine.position + 1
+        replayed = 0
+        for batch in self.log.read(start):
+            engine.apply_batch(decode_events([entry.payload for entry in batch]))
+            replayed += len(batch)
+            if progress:
+                progress(engine.position)
+        tail, _ = self.log.refresh_tail()
+        if engine.position != tail:
+            raise DivergenceError(f"replay stopped at {engine.position}, archive tail is {tail}")
+        self.engine = engine
+        self.archived = tail
+        return (
+            f"recovered to position {engine.position} "
+            f"(snapshot at {snapshot.position if snapshot else 0}, replayed {replayed} events)"
+        )
+
+    def append(self, entries: Sequence[LogEntry]) -> None:
+        """Archive a batch (one durable transaction)."""
+        self.log.append(entries)
+        self.archived = entries[-1].position
+
+    @property
+    def position(self) -> int:
+        return self.engine.position
+
+    def entries_for(self, events: Sequence, term: int, timestamp: int, first: int) -> list[LogEntry]:
+        """Log entries for events just applied by the leader, positions from `first`."""
+        payloads = encode_events(events)
+        return [
+            LogEntry(first + index, term, event_kind(event), timestamp, payload)
+            for index, (event, payload) in enumerate(zip(events, payloads, strict=True))
+        ]
+
+    def take_snapshot(self, term: int) -> str:
+        engine = self.engine
+        digest = engine.digest()
+        self.snapshots.save(engine.position, term, digest, engine.snapshot())
+        self.last_snapshot_position = engine.position
+        self.snapshots.prune(keep=3)
+        return f"snapshot taken at position {engine.position} (digest {digest[:16]})"
+
+    def truncate_after(self, position: int) -> int:
+        dropped = self.log.truncate_after(position)
+        self.archived = self.log.refresh_tail()[0]
+        return dropped
+
+    def close(self) -> None:
+        self.log.close()
+        self.snapshots.close()

@@ -1,0 +1,73 @@
+"""A node is a Celery worker: this bootstep runs the node's loop inside it.
+
+Start a node with:
+
+    celery -A nodes.worker worker --node-name NAME -Q node.NAME -P solo -c 1
+
+The loop is a long-lived service with start/stop (a bootstep), never a task: a task
+would be re-delivered after the broker's visibility timeout and run twice. Tasks on the
+node's own queue `node.NAME` are short control messages (see nodes/tasks.py). SIGTERM
+makes Celery stop its bootsteps: the node finishes the batch in hand and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import bootsteps
+from click import Option
+
+from controlplane.celery import app
+from nodes.config import NodeConfig
+from nodes.control import HttpControlPlane
+from nodes.runtime import Node
+
+log = logging.getLogger(__name__)
+
+CURRENT: Node | None = None  # the node this worker process runs
+
+
+def node_queue(name: str) -> str:
+    return f"node.{name}"
+
+
+class NodeStep(bootsteps.StartStopStep):
+    """Runs the node's loop thread for the life of the worker."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, node_name: str | None = None, **options) -> None:
+        super().__init__(worker, **options)
+        self.node_name = node_name
+        self.node: Node | None = None
+
+    def include_if(self, worker) -> bool:
+        return bool(self.node_name)
+
+    def start(self, worker) -> None:
+        global CURRENT
+        config = NodeConfig.from_env(self.node_name)
+        control = HttpControlPlane(config.control_plane_url, config.name, config.secret)
+        self.node = CURRENT = Node(config, control)
+        self.node.start()
+        log.info("node %s started; control tasks on queue %s", config.name, node_queue(config.name))
+
+    def stop(self, worker) -> None:
+        if self.node is not None:
+            log.info("node %s stopping: finishing the batch in hand", self.node.config.name)
+            self.node.stop()
+
+    def shutdown(self, worker) -> None:
+        self.stop(worker)
+
+
+app.user_options["worker"].add(
+    Option(
+        ("--node-name",),
+        default=None,
+        help="Run the trading-engine node NAME in this worker (it must be registered).",
+    )
+)
+app.steps["worker"].add(NodeStep)
+
+import nodes.tasks  # noqa: E402,F401  (registers the control tasks)
