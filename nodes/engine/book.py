@@ -13,50 +13,29 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 
+import msgspec
+
 from nodes.engine.types import InstrumentStatus, Side
 
 
-class Order:
-    """A live order: resting in a level, or the incoming order of the current command."""
+class Order(msgspec.Struct, gc=False):
+    """A live order: resting in a level, or the incoming order of the current command.
 
-    __slots__ = (
-        "account",
-        "filled",
-        "level",
-        "order_id",
-        "order_type",
-        "post_only",
-        "price",
-        "remaining",
-        "side",
-        "symbol",
-        "tif",
-    )
+    ``gc=False`` keeps the many orders out of the collector's work; the only cycle they
+    take part in (order -> level -> deque -> order) is broken explicitly when a level
+    is dropped (``BookSide.drop``) and dead orders leave their deque."""
 
-    def __init__(
-        self,
-        order_id: int,
-        account: str,
-        side: int,
-        price: int,
-        remaining: int,
-        filled: int,
-        tif: int,
-        order_type: int,
-        post_only: bool,
-        symbol: str,
-    ) -> None:
-        self.order_id = order_id
-        self.account = account
-        self.side = side
-        self.price = price
-        self.remaining = remaining
-        self.filled = filled
-        self.tif = tif
-        self.order_type = order_type
-        self.post_only = post_only
-        self.symbol = symbol
-        self.level: Level | None = None
+    order_id: int
+    account: str
+    side: int
+    price: int
+    remaining: int
+    filled: int
+    tif: int
+    order_type: int
+    post_only: bool
+    symbol: str
+    level: Level | None = None
 
 
 class Level:

@@ -97,6 +97,7 @@ K_ACCEPTED = OrderAccepted.KIND
 K_REJECTED = OrderRejected.KIND
 K_DUPLICATE = CommandDuplicate.KIND
 
+_UNRECORDED = (R_INVALID_SEQUENCE, R_STALE_SEQUENCE)
 _STATUS_REJECT = {HALTED: R_INSTRUMENT_HALTED, CANCEL_ONLY: R_INSTRUMENT_CANCEL_ONLY}
 
 SNAPSHOT_MAGIC = b"TESNAP"
@@ -116,7 +117,8 @@ class Engine:
         self._books: dict[str, Book] = {}
         self._orders: dict[int, Order] = {}  # resting orders by engine order id
         self._last_order_id = 0
-        # client_id -> [last_seq, {seq: [first position, event count]}], window bounded
+        # client_id -> [last_seq, deque of [seq, first position, event count]]: the
+        # client's last DEDUP_WINDOW processed commands, oldest first (seqs ascending)
         self._clients: dict[str, list] = {}
         # the command whose events are being applied (for counting them)
         self._open_cid: str | None = None
@@ -156,9 +158,11 @@ class Engine:
             return [OrderRejected(cid, seq, ts, R_INVALID_SEQUENCE, 0)]
         client = self._clients.get(cid)
         if client is not None and seq <= client[0]:
-            entry = client[1].get(seq)
-            if entry is not None:
-                return [CommandDuplicate(cid, seq, ts, entry[0], entry[1])]
+            for entry in reversed(client[1]):  # rare path: a linear scan is fine
+                if entry[0] == seq:
+                    return [CommandDuplicate(cid, seq, ts, entry[1], entry[2])]
+                if entry[0] < seq:
+                    break
             return [OrderRejected(cid, seq, ts, R_STALE_SEQUENCE, 0)]
         handler = self._handlers.get(type(command))
         if handler is None:
@@ -308,21 +312,29 @@ class Engine:
         self.position += 1
         self._appliers[type(event)](event)
         if event.client_seq == self._open_seq and event.client_id == self._open_cid:
-            self._open_entry[1] += 1  # one more event of the same command's result
-        elif type(event) is not CommandDuplicate:
+            self._open_entry[2] += 1  # one more event of the same command's result
+        else:
             self._open_command(event)
 
     def apply_batch(self, events: Iterable[Event]) -> None:
-        """Applies events in order (the follower's path)."""
-        apply = self.apply
+        """Applies events in order (the follower's path); same as ``apply`` in a loop."""
+        appliers = self._appliers
+        open_command = self._open_command
         for event in events:
-            apply(event)
+            self.position += 1
+            appliers[type(event)](event)
+            if event.client_seq == self._open_seq and event.client_id == self._open_cid:
+                self._open_entry[2] += 1
+            else:
+                open_command(event)
 
     def _open_command(self, event: Event) -> None:
-        """Remembers that a new command's result starts at the current position."""
-        if type(event) is OrderRejected and event.reason in (
-            R_INVALID_SEQUENCE,
-            R_STALE_SEQUENCE,
+        """Remembers that a new command's result starts at the current position.
+
+        Duplicate answers and sequence rejections are results too, but they record
+        nothing: the client's sequence was not consumed by them."""
+        if type(event) is CommandDuplicate or (
+            type(event) is OrderRejected and event.reason in _UNRECORDED
         ):
             self._open_cid = None
             return
@@ -330,25 +342,30 @@ class Engine:
         seq = event.client_seq
         client = self._clients.get(cid)
         if client is None:
-            client = self._clients[cid] = [0, {}]
+            client = self._clients[cid] = [0, deque()]
         elif seq <= client[0]:
             raise EngineError(
                 f"event at {self.position}: client {cid!r} seq {seq} is not above {client[0]}"
             )
         client[0] = seq
         window = client[1]
-        entry = window[seq] = [self.position, 1]
+        entry = [seq, self.position, 1]
+        window.append(entry)
         if len(window) > DEDUP_WINDOW:
-            del window[next(iter(window))]
+            window.popleft()
         self._open_cid = cid
         self._open_seq = seq
         self._open_entry = entry
 
     def _apply_duplicate(self, e: CommandDuplicate) -> None:
         self._open_cid = None  # a duplicate is never part of the original's result
+        self._open_seq = 0
         self._hash = hash((self._hash, 8, e.client_seq, e.timestamp, e.original_position))
 
     def _apply_rejected(self, e: OrderRejected) -> None:
+        if e.reason in _UNRECORDED:
+            self._open_cid = None
+            self._open_seq = 0
         self._hash = hash((self._hash, 4, e.client_seq, e.timestamp, e.reason, e.order_id))
 
     def _apply_accepted(self, e: OrderAccepted) -> None:
@@ -502,7 +519,7 @@ class Engine:
                 [symbol, b.tick_size, b.lot_size, b.band_low, b.band_high, b.status, *sides]
             )
         clients = [
-            [cid, rec[0], [[seq, *entry] for seq, entry in rec[1].items()]]
+            [cid, rec[0], list(rec[1])]
             for cid, rec in sorted(self._clients.items())
         ]
         open_command = None if self._open_cid is None else [self._open_cid, self._open_seq]
@@ -579,10 +596,10 @@ class Engine:
                         book_side.add(order)
                         self._orders[order_id] = order
         for cid, last_seq, window in clients:
-            self._clients[cid] = [last_seq, {seq: [pos, count] for seq, pos, count in window}]
+            self._clients[cid] = [last_seq, deque(window)]
         if open_command is not None:
             self._open_cid, self._open_seq = open_command
-            self._open_entry = self._clients[self._open_cid][1][self._open_seq]
+            self._open_entry = self._clients[self._open_cid][1][-1]
         if incoming is not None:
             self._incoming = Order(*incoming)
 
