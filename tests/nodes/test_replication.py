@@ -1,0 +1,171 @@
+"""Leader + followers as real worker processes: every command committed, identical logs."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from nodes import wire
+from nodes.engine import CancelOrder, OrderAccepted, PlaceOrder, Side
+from tests.nodes.conftest import archive_digest, archive_entries
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def order_flow(client, count: int, seed: int, symbol: str = "ACME") -> list:
+    """A seeded mix of resting, crossing and cancel commands."""
+    rng = random.Random(seed)
+    commands = []
+    for _ in range(count):
+        if rng.random() < 0.15:
+            commands.append(
+                CancelOrder(client_id=client.client_id, client_seq=client.next_seq(),
+                            account=f"acct{rng.randrange(5)}", order_id=rng.randrange(1, max(2, len(commands))))
+            )  # fmt: skip
+            continue
+        side = rng.choice((Side.BUY, Side.SELL))
+        price = 1000 + rng.randrange(-5, 6)
+        commands.append(
+            PlaceOrder(client_id=client.client_id, client_seq=client.next_seq(),
+                       account=f"acct{rng.randrange(5)}", symbol=symbol, side=side,
+                       qty=rng.randrange(1, 20), price=price)
+        )  # fmt: skip
+    return commands
+
+
+def submit_all(client, commands: list, batch: int = 100) -> list:
+    ids = [client.send(commands[i : i + batch]) for i in range(0, len(commands), batch)]
+    results = []
+    for entry_id in ids:
+        results.extend(client.wait(entry_id, timeout=30))
+    return results
+
+
+def test_three_nodes_commit_every_command_and_hold_identical_logs(make_cluster):
+    cluster = make_cluster(size=3, replica_count=2)
+    names = list(cluster.secrets)
+    for name in names:
+        cluster.start(name)
+    cluster.wait_live(*names)
+    client = cluster.client()
+    cluster.add_instrument(client)
+
+    commands = order_flow(client, 10_000, seed=1)
+    results = submit_all(client, commands)
+
+    assert len(results) == 10_000
+    assert all(result.status == wire.RESULT_COMMITTED for result in results)
+    assert all(result.events[0].client_seq == cmd.client_seq for result, cmd in zip(results, commands, strict=True))
+    last = max(r.first_position + len(r.payloads) - 1 for r in results)
+    cluster.wait_applied(last, *names)
+    logs = [archive_entries(cluster.locations[name]) for name in names]
+    assert len(logs[0]) == last
+    assert logs[0] == logs[1] == logs[2]
+    digests = {archive_digest(cluster.locations[name]) for name in names}
+    assert len(digests) == 1
+    hashes = {(cluster.row(n).state_hash_position, cluster.row(n).state_hash) for n in names}
+    assert len(hashes) == 1, hashes
+
+
+def test_late_follower_catches_up_from_the_archive_when_the_stream_was_trimmed(make_cluster):
+    # The leader keeps only ~100 events in the live stream: a follower that starts
+    # after 5,000 events cannot find its position there and must replay an archive.
+    cluster = make_cluster(size=3, replica_count=1, NODE_STREAM_MAXLEN="100")
+    leader, early, late = list(cluster.secrets)
+    cluster.start(leader)
+    cluster.start(early)
+    cluster.wait_live(leader, early)
+    client = cluster.client()
+    cluster.add_instrument(client)
+    submit_all(client, order_flow(client, 5_000, seed=2))
+    first, _ = cluster.redis.xrange(f"tec:{cluster.name}:events", count=1)[0]
+    assert int(first.split(b"-")[0]) > 1000  # the stream really was trimmed
+
+    cluster.start(late)
+    cluster.wait_live(late)
+    results = submit_all(client, order_flow(client, 500, seed=3))
+    last = max(r.first_position + len(r.payloads) - 1 for r in results)
+    cluster.wait_applied(last, leader, early, late)
+    assert "catching up from" in cluster.nodes.processes[late].log_path.read_text()
+    logs = [archive_entries(cluster.locations[name]) for name in (leader, early, late)]
+    assert logs[0] == logs[1] == logs[2]
+    assert archive_digest(cluster.locations[late]) == archive_digest(cluster.locations[leader])
+
+
+def test_commits_wait_for_the_replica_count_then_fail_clearly(make_cluster):
+    from nodes.client import NotEnoughReplicas
+
+    cluster = make_cluster(size=3, replica_count=2)
+    leader, follower_a, follower_b = list(cluster.secrets)
+    for name in (leader, follower_a, follower_b):
+        cluster.start(name)
+    cluster.wait_live(leader, follower_a, follower_b)
+    client = cluster.client()
+    cluster.add_instrument(client)
+
+    cluster.nodes.stop(follower_b)
+    order = PlaceOrder(client_id=client.client_id, client_seq=client.next_seq(), account="a",
+                       symbol="ACME", side=Side.BUY, qty=5, price=990)  # fmt: skip
+    with pytest.raises(NotEnoughReplicas, match="replica count is 2 but only 1 follower"):
+        client.submit(order, timeout=3)
+
+    cluster.start(follower_b)
+    cluster.wait_live(follower_b)
+    # The command was kept: asking again with the same sequence gets the original result.
+    again = client.submit(order, timeout=20)
+    assert again.duplicate
+    assert isinstance(again.events[0], OrderAccepted)
+    assert again.events[0].client_seq == order.client_seq
+
+
+def test_restarted_node_replays_from_its_snapshot_and_resumes_its_role(make_cluster):
+    from controlplane.celery import app
+
+    cluster = make_cluster(size=2, replica_count=1)
+    leader, follower = list(cluster.secrets)
+    cluster.start(leader)
+    cluster.start(follower)
+    cluster.wait_live(leader, follower)
+    client = cluster.client()
+    cluster.add_instrument(client)
+    submit_all(client, order_flow(client, 2_000, seed=4))
+    status = app.send_task("nodes.take_snapshot", queue=f"node.{follower}").get(timeout=30)
+    assert status.startswith("snapshot taken at position")
+    submit_all(client, order_flow(client, 500, seed=5))
+    before = archive_digest(cluster.locations[follower])
+
+    assert cluster.nodes.stop(follower) == 0  # SIGTERM: a clean exit
+    cluster.start(follower)
+    cluster.wait_live(follower)
+    text = cluster.nodes.processes[follower].log_path.read_text()
+    assert "recovered to position" in text
+    assert "(snapshot at 0," not in text.rsplit("recovered to position", 1)[1][:80]
+    results = submit_all(client, order_flow(client, 300, seed=6))
+    last = max(r.first_position + len(r.payloads) - 1 for r in results)
+    cluster.wait_applied(last, leader, follower)
+    assert archive_entries(cluster.locations[leader]) == archive_entries(cluster.locations[follower])
+    assert archive_digest(cluster.locations[follower])[0] > before[0]
+    assert cluster.row(follower).state_hash == cluster.row(leader).state_hash
+
+
+def test_two_clusters_side_by_side_do_not_see_each_others_events(make_cluster):
+    red = make_cluster(size=2, replica_count=1)
+    blue = make_cluster(size=2, replica_count=1)
+    for cluster in (red, blue):
+        for name in cluster.secrets:
+            cluster.start(name)
+    for cluster in (red, blue):
+        cluster.wait_live(*cluster.secrets)
+    red_client, blue_client = red.client(), blue.client()
+    red.add_instrument(red_client, "RED")
+    blue.add_instrument(blue_client, "BLUE")
+    submit_all(red_client, order_flow(red_client, 300, seed=7, symbol="RED"))
+    submit_all(blue_client, order_flow(blue_client, 200, seed=8, symbol="BLUE"))
+    for cluster, symbol in ((red, b"RED"), (blue, b"BLUE")):
+        other = b"BLUE" if symbol == b"RED" else b"RED"
+        for name in cluster.secrets:
+            entries = archive_entries(cluster.locations[name])
+            assert entries, name
+            assert all(other not in entry[4] for entry in entries)
+    assert red.cluster.term == blue.cluster.term == 1
