@@ -18,7 +18,7 @@ _TABLES = {
         CREATE TABLE IF NOT EXISTS {EVENT_TABLE} (
             position  bigint PRIMARY KEY,
             term      bigint NOT NULL,
-            kind      integer NOT NULL,
+            kind      bigint NOT NULL,
             timestamp bigint NOT NULL,
             payload   bytea NOT NULL
         )""",
@@ -31,6 +31,35 @@ _TABLES = {
             created_at timestamptz NOT NULL DEFAULT now()
         )""",
 }
+
+# Runs at the end of every append, in the COMMIT's round trip: it serialises the append
+# with other writers (truncation, retention) and checks that the row before the batch
+# exists with a term not above the batch's. With the primary key (no overlap) and the
+# log being contiguous, that proves the batch starts exactly at the real tail + 1, even
+# when the appender's cached tail is stale. Plans inside a function are cached per
+# session, which is what makes this cheaper than a separate tail query.
+CHECK_APPEND_FUNCTION = "archive_check_append"
+GAP_SQLSTATE = "TE001"
+TERM_SQLSTATE = "TE002"
+_CHECK_APPEND = f"""
+    CREATE OR REPLACE FUNCTION {CHECK_APPEND_FUNCTION}(p_first bigint, p_term bigint)
+    RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE
+        previous_term bigint;
+    BEGIN
+        PERFORM pg_advisory_xact_lock({WRITER_LOCK_KEY});
+        IF p_first > 1 THEN
+            SELECT term INTO previous_term FROM {EVENT_TABLE} WHERE position = p_first - 1;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'the log has no position %: a batch starting at % leaves a gap',
+                    p_first - 1, p_first USING ERRCODE = '{GAP_SQLSTATE}';
+            END IF;
+            IF previous_term > p_term THEN
+                RAISE EXCEPTION 'batch term % is below term % at position %',
+                    p_term, previous_term, p_first - 1 USING ERRCODE = '{TERM_SQLSTATE}';
+            END IF;
+        END IF;
+    END $$"""
 
 
 def database_name(location: str) -> str:
@@ -52,6 +81,7 @@ def create_archive(location: str) -> bool:
             if exists is None or exists[0] is None:
                 conn.execute(ddl)
                 created = True
+        conn.execute(_CHECK_APPEND)  # always: an upgraded archive gets the current version
     return created
 
 

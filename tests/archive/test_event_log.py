@@ -85,9 +85,19 @@ def test_truncate_after_deletes_the_suffix(log: PostgresEventLog) -> None:
             id="str-payload",
         ),
         pytest.param(
-            [*make_entries(11, 2, term=2), LogEntry(13, 2, 2**40, 0, b"x")],
+            [*make_entries(11, 2, term=2), LogEntry(13, 2, 2**70, 0, b"x")],
             CorruptEntryError,
             id="kind-out-of-range",
+        ),
+        pytest.param(
+            [*make_entries(11, 2, term=2), LogEntry(13, 2, 1, 0, None)],  # type: ignore[arg-type]
+            CorruptEntryError,
+            id="none-payload",
+        ),
+        pytest.param(
+            [*make_entries(11, 2, term=2), (13, 2, 1)],  # type: ignore[list-item]
+            CorruptEntryError,
+            id="short-tuple",
         ),
         pytest.param(
             [*make_entries(11, 2, term=2), LogEntry(13, 2, 1, "now", b"x")],  # type: ignore[arg-type]
@@ -148,3 +158,17 @@ def test_a_stale_cache_that_still_fits_is_accepted(log: PostgresEventLog, locati
 def test_empty_batch_is_a_no_op(log: PostgresEventLog) -> None:
     log.append([])
     assert log.tail() == (0, 0)
+
+
+def test_term_check_holds_against_a_log_rewritten_by_another_process(
+    log: PostgresEventLog, location: str
+) -> None:
+    log.append(make_entries(1, 20, term=1))
+    with PostgresEventLog(location) as other:
+        other.truncate_after(10)
+        other.append(make_entries(11, 10, term=3))
+    # Our cache still says (20, 1): position 21 of term 1 fits it, not the real log.
+    with pytest.raises(TermRegressionError, match="below the log's tail term 3"):
+        log.append(make_entries(21, 5, term=1))
+    assert log.tail() == (20, 3)
+    assert [e.term for e in read_all(log)] == [1] * 10 + [3] * 10
