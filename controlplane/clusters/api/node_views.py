@@ -70,6 +70,9 @@ class NodeHeartbeatView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    def get_authenticate_header(self, request) -> str:
+        return f'{NODE_AUTH_SCHEME} realm="nodes"'  # makes a missing secret a 401, not a 403
+
     @extend_schema(
         request=HeartbeatSerializer,
         parameters=[OpenApiParameter("Authorization", str, OpenApiParameter.HEADER)],
