@@ -45,8 +45,17 @@ _SELECT_TAIL = f"SELECT position, term FROM {EVENT_TABLE} ORDER BY position DESC
 class PostgresEventLog:
     """EventLog adapter on one PostgreSQL database (see archive.ports.EventLog).
 
+    append() is BEGIN, one binary COPY, then one round trip that runs the server-side
+    check (archive.schema's archive_check_append) and COMMIT: the same number of round
+    trips as a bare COPY transaction. The batch is checked in Python against the tail
+    cached in this object; the server-side check (row before the batch exists, its term
+    is not above the batch's, under the writer lock) plus the primary key (no overlap)
+    make the append correct even when the cache is stale because another process
+    truncated or appended: the batch is then refused and the cache re-read.
+
     One connection for writes and point queries; read() opens its own so a long replay
-    never holds the writer's transaction. Use an instance from one thread at a time.
+    never holds the writer's transaction. Use an instance from one thread at a time; a
+    lost connection is re-opened on the next call.
     """
 
     def __init__(self, location: str) -> None:

@@ -25,7 +25,8 @@ class EventLog(Protocol):
     def append(self, entries: Sequence[LogEntry]) -> None:
         """Append a batch atomically. It must start at tail + 1, be contiguous, keep terms
         from decreasing (starting at or above the tail's term) and carry non-empty bytes
-        payloads. Not idempotent: appending the same batch twice is a LogGapError."""
+        payloads (other bytes-like objects are stored as bytes) and 64-bit int fields.
+        Not idempotent: appending the same batch twice is a LogGapError."""
         ...
 
     def tail(self) -> tuple[int, int]:

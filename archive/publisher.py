@@ -51,7 +51,12 @@ class RedisEventPublisher:
     """EventPublisher adapter (see archive.ports.EventPublisher) on `tec:{cluster}:events`.
 
     maxlen: how many log positions (events) the stream keeps at least; older entries are
-    trimmed (approximately, MINID ~) as new ones arrive. 0 disables trimming.
+    trimmed (approximately, MINID ~) as new ones arrive. 0 disables trimming. Counting
+    positions rather than entries keeps the retained history independent of batch sizes.
+
+    Cost: Redis copies every script argument into its Lua heap, about 2 ns a byte here,
+    so a fenced publish of a 1,000-event batch costs about twice a bare XADD of it; still
+    an order of magnitude cheaper per event than one stream entry per event.
     """
 
     def __init__(
