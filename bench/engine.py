@@ -60,7 +60,9 @@ def generate(count: int, seed: int, clients: int = 100) -> list[Command]:
             side = buy if rng.random() < 0.5 else sell
             offset = rng.randint(1, 20) * TICK
             price = MID - offset if side == buy else MID + offset
-            cmd = PlaceOrder(cid, seqs[c], account, SYMBOL, side, rng.randint(1, 10), price, timestamp=ts)
+            cmd = PlaceOrder(
+                cid, seqs[c], account, SYMBOL, side, rng.randint(1, 10), price, timestamp=ts
+            )
             placed.append((next_order_id, c))
             next_order_id += 1
         elif r < 0.95 and placed:
@@ -70,7 +72,9 @@ def generate(count: int, seed: int, clients: int = 100) -> list[Command]:
             seqs[c] -= 1  # the owner cancels, not the client drawn above
             seqs[owner] += 1
             # some targets were filled meanwhile: UNKNOWN_ORDER rejects, as in real flow
-            cmd = CancelOrder(f"client-{owner}", seqs[owner], f"acct-{owner}", order_id, timestamp=ts)
+            cmd = CancelOrder(
+                f"client-{owner}", seqs[owner], f"acct-{owner}", order_id, timestamp=ts
+            )
         else:
             side = buy if rng.random() < 0.5 else sell
             qty = rng.randint(5, 40)

@@ -220,13 +220,17 @@ class Engine:
         if not keys or keys[-1] < limit_key:  # nothing to trade with
             if tif == GTC:
                 return [accepted]
+            if tif == FOK:
+                return [OrderRejected(cid, seq, ts, R_FOK_NOT_FILLABLE, 0)]
             return [accepted, OrderCancelled(cid, seq, ts, order_id, symbol, R_UNFILLED, qty)]
         if post_only:
             return [OrderRejected(cid, seq, ts, R_POST_ONLY_WOULD_CROSS, 0)]
         if tif == FOK and not _fillable(opposite, limit_key, c.account, qty):
             return [OrderRejected(cid, seq, ts, R_FOK_NOT_FILLABLE, 0)]
         events: list[Event] = [accepted]
-        left = _match(events, opposite, limit_key, side, order_id, c.account, qty, symbol, cid, seq, ts)
+        left = _match(
+            events, opposite, limit_key, side, order_id, c.account, qty, symbol, cid, seq, ts
+        )
         if left and tif != GTC:
             events.append(OrderCancelled(cid, seq, ts, order_id, symbol, R_UNFILLED, left))
         return events
@@ -278,7 +282,9 @@ class Engine:
         if order.post_only:
             return [OrderRejected(cid, seq, ts, R_POST_ONLY_WOULD_CROSS, order_id)]
         events: list[Event] = [replaced]
-        _match(events, opposite, limit_key, side, order_id, order.account, qty, symbol, cid, seq, ts)
+        _match(
+            events, opposite, limit_key, side, order_id, order.account, qty, symbol, cid, seq, ts
+        )
         return events
 
     def _handle_add_instrument(self, c: AddInstrument, cid: str, seq: int, ts: int) -> list[Event]:
@@ -518,10 +524,7 @@ class Engine:
             books.append(
                 [symbol, b.tick_size, b.lot_size, b.band_low, b.band_high, b.status, *sides]
             )
-        clients = [
-            [cid, rec[0], list(rec[1])]
-            for cid, rec in sorted(self._clients.items())
-        ]
+        clients = [[cid, rec[0], list(rec[1])] for cid, rec in sorted(self._clients.items())]
         open_command = None if self._open_cid is None else [self._open_cid, self._open_seq]
         incoming = None
         if self._incoming is not None:
@@ -714,7 +717,9 @@ def _match(
                 continue
             if rest >= qty:
                 events.append(
-                    Trade(cid, seq, ts, symbol, price, qty, side, o.order_id, order_id, rest - qty, 0)
+                    Trade(
+                        cid, seq, ts, symbol, price, qty, side, o.order_id, order_id, rest - qty, 0
+                    )
                 )
                 return 0
             qty -= rest

@@ -22,7 +22,7 @@ from nodes.engine import (
 
 settings.register_profile(
     "engine",
-    max_examples=60,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -189,3 +189,11 @@ def test_cancelled_order_in_the_middle_keeps_others_priority(engine, alice, bob,
     bob.cancel(2)
     events = carol.buy(20, 100)
     assert [t.maker_order_id for t in events if isinstance(t, Trade)] == [1, 3]
+
+
+def test_fok_on_an_empty_side_is_rejected(engine, alice, bob):
+    alice.buy(10, 90)
+    events = alice.buy(10, 90, tif=TimeInForce.FOK)
+    assert kinds(events) == ["OrderRejected"]
+    assert events[0].reason == Reason.FOK_NOT_FILLABLE
+    assert kinds(bob.buy(10, market=True, tif=TimeInForce.FOK)) == ["OrderRejected"]

@@ -70,9 +70,7 @@ def test_price_band(engine):
         Reason.OUTSIDE_PRICE_BAND
     )
     assert kinds(engine.process(PlaceOrder("a", 3, "a", "BAND", BUY, 1, 90))) == ["OrderAccepted"]
-    assert kinds(engine.process(PlaceOrder("a", 4, "a", "BAND", SELL, 1, 110))) == [
-        "OrderAccepted"
-    ]
+    assert kinds(engine.process(PlaceOrder("a", 4, "a", "BAND", SELL, 1, 110))) == ["OrderAccepted"]
 
 
 def test_halted_instrument_rejects_orders_and_cancels(engine, ops, alice):
