@@ -35,6 +35,10 @@ class EventLog(Protocol):
         another process is noticed (and the cache corrected) on the next append."""
         ...
 
+    def refresh_tail(self) -> tuple[int, int]:
+        """Like tail(), but read from the database (forgets the cached tail)."""
+        ...
+
     def read(
         self, start: int, end: int | None = None, batch_size: int = 5000
     ) -> Iterator[list[LogEntry]]:
