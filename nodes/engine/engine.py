@@ -134,7 +134,6 @@ class Engine:
             SetInstrumentStatus: self._handle_set_status,
         }
         self._appliers: dict[type, Callable[[Event], None]] = {
-            OrderAccepted: self._apply_accepted,
             OrderCancelled: self._apply_cancelled,
             Trade: self._apply_trade,
             OrderReplaced: self._apply_replaced,
@@ -170,12 +169,129 @@ class Engine:
         return handler(command, cid, seq, ts)
 
     def process(self, command: Command) -> list[Event]:
-        """The leader's step: ``handle`` the command, then ``apply`` its events."""
-        events = self.handle(command)
-        apply = self.apply
-        for event in events:
-            apply(event)
+        """The leader's step: ``handle`` the command, then ``apply`` its events.
+
+        The two most common commands (a GTC limit order that does not cross, a valid
+        cancel) take a fused path that produces the same events and the same state as
+        handle-then-apply (a property test checks it); anything else goes the long way."""
+        kind = type(command)
+        if kind is PlaceOrder:
+            events = self._process_resting_order(command)
+        elif kind is CancelOrder:
+            events = self._process_cancel(command)
+        else:
+            events = None
+        if events is None:
+            events = self.handle(command)
+            apply = self.apply
+            for event in events:
+                apply(event)
         return events
+
+    def _record(self, client: list | None, cid: str, seq: int, position: int) -> None:
+        """What ``apply`` does for the single event of a new command's result."""
+        if client is None:
+            client = self._clients[cid] = [0, deque()]
+        client[0] = seq
+        window = client[1]
+        entry = [seq, position, 1]
+        window.append(entry)
+        if len(window) > DEDUP_WINDOW:
+            window.popleft()
+        self._open_cid = cid
+        self._open_seq = seq
+        self._open_entry = entry
+
+    def _process_resting_order(self, c: PlaceOrder) -> list[Event] | None:
+        """Fused handle+apply of a valid GTC limit order that rests without trading."""
+        if c.tif != GTC or c.order_type != LIMIT:
+            return None
+        cid = c.client_id
+        seq = c.client_seq
+        client = self._clients.get(cid)
+        book = self._books.get(c.symbol)
+        price = c.price
+        qty = c.qty
+        if not (
+            cid
+            and seq >= 1
+            and (client is None or seq > client[0])
+            and book is not None
+            and book.status == OPEN
+            and qty > 0
+            and price > 0
+            and not price % book.tick_size
+            and not qty % book.lot_size
+            and (book.band_low is None or price >= book.band_low)
+            and (book.band_high is None or price <= book.band_high)
+            and self._incoming is None
+        ):
+            return None
+        side = c.side
+        sides = book.sides
+        if side == BUY:
+            keys = sides[SELL].keys
+            if keys and keys[-1] >= -price:
+                return None
+            key = price
+        elif side == SELL:
+            keys = sides[BUY].keys
+            if keys and keys[-1] >= price:
+                return None
+            key = -price
+        else:
+            return None
+        ts = c.timestamp
+        order_id = self._last_order_id + 1
+        event = OrderAccepted(
+            cid, seq, ts, order_id, c.symbol, c.account, side, c.order_type, price, qty, c.tif,
+            c.post_only,
+        )  # fmt: skip
+        self.position = position = self.position + 1
+        self._last_order_id = order_id
+        self._hash = hash((self._hash, 3, seq, ts, order_id, price, qty))
+        order = Order(
+            order_id, c.account, side, price, qty, 0, c.tif, c.order_type, c.post_only, c.symbol
+        )
+        own = sides[side]
+        level = own.levels.get(key)
+        if level is None:
+            own.add(order)
+        else:
+            level.orders.append(order)
+            level.qty += qty
+            level.count += 1
+            order.level = level
+        self._orders[order_id] = order
+        self._record(client, cid, seq, position)
+        return [event]
+
+    def _process_cancel(self, c: CancelOrder) -> list[Event] | None:
+        """Fused handle+apply of a cancel that succeeds."""
+        cid = c.client_id
+        seq = c.client_seq
+        client = self._clients.get(cid)
+        order_id = c.order_id
+        order = self._orders.get(order_id)
+        if not (
+            cid
+            and seq >= 1
+            and (client is None or seq > client[0])
+            and order is not None
+            and order.account == c.account
+            and self._books[order.symbol].status != HALTED
+            and self._incoming is None
+        ):
+            return None
+        ts = c.timestamp
+        qty = order.remaining
+        event = OrderCancelled(cid, seq, ts, order_id, order.symbol, R_REQUESTED, qty)
+        self.position = position = self.position + 1
+        self._hash = hash((self._hash, 6, seq, ts, order_id, R_REQUESTED, qty))
+        del self._orders[order_id]
+        self._unlink(order)
+        self._record(client, cid, seq, position)
+        return [event]
 
     def _handle_place(self, c: PlaceOrder, cid: str, seq: int, ts: int) -> list[Event]:
         book = self._books.get(c.symbol)
@@ -314,54 +430,87 @@ class Engine:
     # -------------------------------------------------------------------- events
 
     def apply(self, event: Event) -> None:
-        """Applies one event of the log, in order; the only way state changes."""
-        self.position += 1
-        self._appliers[type(event)](event)
-        if event.client_seq == self._open_seq and event.client_id == self._open_cid:
-            self._open_entry[2] += 1  # one more event of the same command's result
+        """Applies one event of the log, in order; the only way state changes.
+
+        The common kinds are handled inline: this is the follower's hot loop."""
+        self.position = position = self.position + 1
+        kind = type(event)
+        if kind is OrderAccepted:
+            order_id = event.order_id
+            if order_id != self._last_order_id + 1:
+                raise EngineError(f"event at {position}: order id {order_id} out of sequence")
+            self._last_order_id = order_id
+            price = event.price
+            side = event.side
+            qty = event.qty
+            self._hash = hash(
+                (self._hash, 3, event.client_seq, event.timestamp, order_id, price, qty)
+            )
+            order = Order(
+                order_id, event.account, side, price, qty, 0, event.tif, event.order_type,
+                event.post_only, event.symbol,
+            )  # fmt: skip
+            if event.tif == GTC:
+                sides = self._books[event.symbol].sides
+                keys = sides[3 - side].keys
+                if side == BUY:
+                    key = price
+                    crossed = keys and keys[-1] >= -price
+                else:
+                    key = -price
+                    crossed = keys and keys[-1] >= price
+                if crossed:
+                    self._incoming = order
+                else:
+                    own = sides[side]
+                    level = own.levels.get(key)
+                    if level is None:
+                        own.add(order)
+                    else:
+                        level.orders.append(order)
+                        level.qty += qty
+                        level.count += 1
+                        order.level = level
+                    self._orders[order_id] = order
+            else:
+                self._incoming = order
+        elif kind is OrderCancelled:
+            self._apply_cancelled(event)
+        elif kind is Trade:
+            self._apply_trade(event)
         else:
-            self._open_command(event)
+            self._appliers[kind](event)
+
+        # which command's result is this event part of (for duplicate answers)
+        seq = event.client_seq
+        cid = event.client_id
+        if seq == self._open_seq and cid == self._open_cid:
+            self._open_entry[2] += 1
+        elif kind is CommandDuplicate or (kind is OrderRejected and event.reason in _UNRECORDED):
+            self._open_cid = None  # answered without consuming the client's sequence
+        else:
+            client = self._clients.get(cid)
+            if client is None:
+                client = self._clients[cid] = [0, deque()]
+            elif seq <= client[0]:
+                raise EngineError(
+                    f"event at {position}: client {cid!r} seq {seq} is not above {client[0]}"
+                )
+            client[0] = seq
+            window = client[1]
+            entry = [seq, position, 1]
+            window.append(entry)
+            if len(window) > DEDUP_WINDOW:
+                window.popleft()
+            self._open_cid = cid
+            self._open_seq = seq
+            self._open_entry = entry
 
     def apply_batch(self, events: Iterable[Event]) -> None:
         """Applies events in order (the follower's path); same as ``apply`` in a loop."""
-        appliers = self._appliers
-        open_command = self._open_command
+        apply = self.apply
         for event in events:
-            self.position += 1
-            appliers[type(event)](event)
-            if event.client_seq == self._open_seq and event.client_id == self._open_cid:
-                self._open_entry[2] += 1
-            else:
-                open_command(event)
-
-    def _open_command(self, event: Event) -> None:
-        """Remembers that a new command's result starts at the current position.
-
-        Duplicate answers and sequence rejections are results too, but they record
-        nothing: the client's sequence was not consumed by them."""
-        if type(event) is CommandDuplicate or (
-            type(event) is OrderRejected and event.reason in _UNRECORDED
-        ):
-            self._open_cid = None
-            return
-        cid = event.client_id
-        seq = event.client_seq
-        client = self._clients.get(cid)
-        if client is None:
-            client = self._clients[cid] = [0, deque()]
-        elif seq <= client[0]:
-            raise EngineError(
-                f"event at {self.position}: client {cid!r} seq {seq} is not above {client[0]}"
-            )
-        client[0] = seq
-        window = client[1]
-        entry = [seq, self.position, 1]
-        window.append(entry)
-        if len(window) > DEDUP_WINDOW:
-            window.popleft()
-        self._open_cid = cid
-        self._open_seq = seq
-        self._open_entry = entry
+            apply(event)
 
     def _apply_duplicate(self, e: CommandDuplicate) -> None:
         self._open_cid = None  # a duplicate is never part of the original's result
@@ -373,25 +522,6 @@ class Engine:
             self._open_cid = None
             self._open_seq = 0
         self._hash = hash((self._hash, 4, e.client_seq, e.timestamp, e.reason, e.order_id))
-
-    def _apply_accepted(self, e: OrderAccepted) -> None:
-        order_id = e.order_id
-        if order_id != self._last_order_id + 1:
-            raise EngineError(f"event at {self.position}: order id {order_id} out of sequence")
-        self._last_order_id = order_id
-        self._hash = hash((self._hash, 3, e.client_seq, e.timestamp, order_id, e.price, e.qty))
-        order = Order(
-            order_id, e.account, e.side, e.price, e.qty, 0, e.tif, e.order_type, e.post_only,
-            e.symbol,
-        )  # fmt: skip
-        if e.tif == GTC:
-            book = self._books[e.symbol]
-            keys = book.sides[3 - e.side].keys
-            if not keys or keys[-1] < (-e.price if e.side == BUY else e.price):
-                book.sides[e.side].add(order)
-                self._orders[order_id] = order
-                return
-        self._incoming = order
 
     def _apply_trade(self, e: Trade) -> None:
         qty = e.qty

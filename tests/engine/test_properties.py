@@ -333,3 +333,16 @@ def _recorded(result: list[Event]) -> bool:
 def test_generated_events_survive_the_codec(commands):
     _, log, _ = run(commands)
     assert decode_events(encode_events(log)) == log
+
+
+@given(streams)
+def test_process_is_handle_then_apply(commands):
+    fused = Engine()
+    plain = Engine()
+    for command in commands:
+        events = plain.handle(command)
+        for event in events:
+            plain.apply(event)
+        assert fused.process(command) == events
+    assert fused.digest() == plain.digest()
+    assert fused.running_hash == plain.running_hash
