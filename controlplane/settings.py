@@ -112,6 +112,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ROUTES = {"controlplane.*": {"queue": "controlplane"}}
+SUPERVISOR_INTERVAL = env_float("SUPERVISOR_INTERVAL", 1.0, minimum=0.1)
+CELERY_BEAT_SCHEDULE = {
+    "supervise": {"task": "controlplane.supervise", "schedule": SUPERVISOR_INTERVAL},
+}
 
 # Defaults for new clusters (each cluster row holds its own values).
 CLUSTER_HEARTBEAT_INTERVAL = env_float("CLUSTER_HEARTBEAT_INTERVAL", 0.5, minimum=0.05)
@@ -122,7 +127,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"skip_heartbeats": {"()": "controlplane.logfilters.SkipHeartbeats"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["skip_heartbeats"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from archive import LogGapError, RedisEventReader, TrimmedError, delete_replay, keys
-from nodes import wire
+from archive import RedisEventReader, TrimmedError, delete_replay, keys
+from nodes import peer, wire
 from nodes.engine import decode_events
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class Follower:
         self.cluster = node.view.cluster
         self.redis = node.redis
         cluster_keys = keys(self.cluster)
-        self.live = RedisEventReader(self.redis, cluster_keys.events)
+        self.live = RedisEventReader(self.redis, wire.events_key(self.cluster, term))
         self.replay_key = cluster_keys.replay(node.config.name)
         self.acks_key = wire.acks_key(self.cluster)
         self.dropped_stale = 0
@@ -47,8 +47,11 @@ class Follower:
         self.store(entries)
         return f"follower of {self.leader} (term {self.term}): archived up to {state.position}"
 
-    def store(self, entries: list) -> None:
-        fresh = [entry for entry in entries if entry.term >= self.term]
+    def store(self, entries: list, live: bool = True) -> None:
+        # In the live stream of term T every entry is of term T (the fence saw to it);
+        # an older one is a deposed leader's and is dropped. A replay from the leader's
+        # archive legitimately holds older terms it inherited.
+        fresh = [entry for entry in entries if entry.term >= self.term] if live else entries
         if len(fresh) != len(entries):
             self.dropped_stale += len(entries) - len(fresh)
             log.warning(
@@ -73,28 +76,24 @@ class Follower:
             approximate=True,
         )
 
-    def catch_up(self, trimmed: TrimmedError) -> str:
+    def catch_up(self, trimmed: TrimmedError | None) -> str:
         """Replay the missing range from the leader's archive, then resume live."""
-        from nodes.tasks import request_replay
-
         start = self.node.state.position + 1
         log.warning(
-            "position %d was trimmed from the live stream (it starts at %d): "
-            "catching up from %s's archive",
+            "position %d is not in the live stream%s: catching up from %s's archive",
             start,
-            trimmed.first_available,
+            f" (it starts at {trimmed.first_available})" if trimmed else "",
             self.leader,
         )
-        end = request_replay(self.leader, self.node.config.name, start)
+        end = peer.ask(
+            self.redis, self.cluster, self.leader, "replay", timeout=60,
+            start=start, node=self.node.config.name,
+        )  # fmt: skip
         reader = RedisEventReader(self.redis, self.replay_key)
         while self.node.state.position < end and not self.node.stopping.is_set():
             entries = reader.read(self.node.state.position, block_ms=200, count=READ_COUNT)
-            if not entries:
-                continue
-            try:
-                self.store([entry for entry in entries if entry.position <= end])
-            except LogGapError:
-                raise
+            if entries:
+                self.store([entry for entry in entries if entry.position <= end], live=False)
         delete_replay(self.redis, self.cluster, self.node.config.name)
         return (
             f"follower of {self.leader} (term {self.term}): caught up from the archive "

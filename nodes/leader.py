@@ -26,6 +26,9 @@ from nodes.engine import CodecError, CommandDuplicate, decode_command
 log = logging.getLogger(__name__)
 
 
+OLD_STREAM_TTL_S = 600
+
+
 class SteppedDown(Exception):
     """The leader found it may not lead any more (fenced, or a newer term exists)."""
 
@@ -83,7 +86,10 @@ class Leader:
         self.acks_key = wire.acks_key(self.cluster)
         self.commit_key = wire.commit_key(self.cluster)
         self.publisher = RedisEventPublisher(
-            self.redis, self.cluster, maxlen=node.config.stream_maxlen
+            self.redis,
+            self.cluster,
+            maxlen=node.config.stream_maxlen,
+            stream_key=wire.events_key(self.cluster, term),
         )
         self.tracker = CommitTracker(term=term, leader_position=node.state.position)
         self.pending: deque[PendingBatch] = deque()
@@ -103,6 +109,10 @@ class Leader:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        # Older terms' live streams are only read by followers still catching up.
+        for key in self.redis.scan_iter(match=f"{wire.events_key(self.cluster, 0)[:-1]}*"):
+            if key.decode() != self.publisher.stream_key:
+                self.redis.expire(key, OLD_STREAM_TTL_S)
         try:
             self.redis.xgroup_create(self.commands_key, wire.LEADER_GROUP, id="0", mkstream=True)
         except redis_lib.ResponseError as error:

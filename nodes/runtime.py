@@ -11,10 +11,12 @@ from typing import Any
 import redis as redis_lib
 
 from archive import ArchiveError
+from nodes import peer
 from nodes.config import NodeConfig
 from nodes.control import ClusterView, ControlPlane, ControlPlaneError, NodeRefused
 from nodes.follower import Follower
 from nodes.leader import Leader, SteppedDown
+from nodes.rejoin import agreed_position, term_ranges
 from nodes.state import NodeState
 
 log = logging.getLogger("nodes.runtime")
@@ -30,8 +32,9 @@ class Node:
     a leader adds its commit thread. Control tasks only set flags the loop reads.
     """
 
-    def __init__(self, config: NodeConfig, control: ControlPlane) -> None:
+    def __init__(self, config: NodeConfig, control: ControlPlane, on_exit=None) -> None:
         self.config = config
+        self.on_exit = on_exit  # called when the loop ends on its own (refused, crashed)
         self.control = control
         self.redis = redis_lib.Redis.from_url(config.redis_url, health_check_interval=10)
         self.view: ClusterView | None = None
@@ -46,6 +49,7 @@ class Node:
         self.snapshot_done = threading.Event()
         self.last_snapshot_status = ""
         self.refused: str | None = None
+        self.peer_service: peer.PeerService | None = None
         self._loop_thread: threading.Thread | None = None
         self._heartbeat_thread: threading.Thread | None = None
 
@@ -72,9 +76,13 @@ class Node:
             raise
         finally:
             self._stop_role()
+            if self.peer_service is not None:
+                self.peer_service.stop()
             if self.state is not None:
                 self.state.close()
             self.stopped.set()
+            if (not self.stopping.is_set() or self.refused) and self.on_exit is not None:
+                self.on_exit()
 
     def _run(self) -> None:
         self.view = self._first_heartbeat()
@@ -83,6 +91,8 @@ class Node:
         )
         self._heartbeat_thread.start()
         self._recover()
+        self.peer_service = peer.PeerService(self)
+        self.peer_service.start()
         while not self.stopping.is_set():
             try:
                 status = self.run_cycle()
@@ -91,11 +101,19 @@ class Node:
                 log.warning("%s", status)
                 self._stop_role()
                 self._recover()
-            except (ArchiveError, redis_lib.RedisError, OSError) as error:
+            except (ArchiveError, redis_lib.RedisError, OSError, peer.PeerUnavailable) as error:
                 status = f"error, retrying: {type(error).__name__}: {error}"
                 log.warning("%s", status)
                 self._stop_role()
                 time.sleep(0.5)
+                self._recover()
+            except Exception as error:
+                # A bug, not a broken service: say so loudly, rebuild from the archive
+                # (the only state that counts) and go on rather than die silently.
+                status = f"unexpected error, rebuilding from the archive: {type(error).__name__}: {error}"
+                log.exception("%s", status)
+                self._stop_role()
+                time.sleep(1.0)
                 self._recover()
             if status != self.status:
                 log.info("%s", status)
@@ -152,14 +170,44 @@ class Node:
                 return "follower: waiting for the control plane to name a leader"
             role = self.role
             if not isinstance(role, Follower) or (role.term, role.leader) != (view.term, view.leader):
-                was_leader = isinstance(role, Leader)
                 self._stop_role()
-                if was_leader:
-                    # Anything archived as leader past the commit point may be unknown to
-                    # the new leader; rebuild and re-check from the archive before following.
-                    self._recover()
+                waiting = self._rejoin(view)
+                if waiting:
+                    return waiting
                 self.role = Follower(self, view.term, view.leader)
         return self.role.cycle()
+
+    def _rejoin(self, view: ClusterView) -> str | None:
+        """Before following a new term: drop what the leader's log does not hold.
+
+        Entries of our tail written in an older term may be a deposed leader's batches
+        that were never committed. Find the last position where our log and the
+        leader's agree, truncate after it, and rebuild the state from the archive.
+        Returns a status sentence while the leader cannot be asked, else None.
+        """
+        state = self.state
+        tail, tail_term = state.log.tail()
+        if tail == 0 or tail_term >= view.term:
+            return None  # nothing written before this term: nothing to disagree on
+        try:
+            theirs = peer.ask(self.redis, view.cluster, view.leader, "terms", timeout=3)
+        except peer.PeerUnavailable as error:
+            time.sleep(0.2)
+            return f"follower: waiting to compare logs with leader {view.leader} ({error})"
+        agreed = agreed_position(term_ranges(state.log), [tuple(r) for r in theirs])
+        if agreed < tail:
+            log.error(
+                "REJOIN: dropping positions %d..%d (%d events, never committed): leader %s's "
+                "log agrees with ours only up to position %d",
+                agreed + 1, tail, tail - agreed, view.leader, agreed,
+            )  # fmt: skip
+            state.truncate_after(agreed)
+            self._recover()
+        return None
+
+    def heartbeat_now(self) -> None:
+        self.view = self.control.heartbeat(self.report())
+        self.last_heartbeat_ok = time.monotonic()
 
     def _stop_role(self) -> None:
         role, self.role = self.role, None

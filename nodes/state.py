@@ -32,7 +32,8 @@ class NodeState:
 
     def recover(self, progress=None) -> str:
         """Snapshot + replay of the archive into a fresh engine; returns a status sentence."""
-        snapshot = self.snapshots.latest()
+        tail, _ = self.log.refresh_tail()
+        snapshot = self.snapshots.latest(at_or_below=tail)
         if snapshot is None:
             engine = Engine()
         else:
@@ -50,7 +51,6 @@ class NodeState:
             replayed += len(batch)
             if progress:
                 progress(engine.position)
-        tail, _ = self.log.refresh_tail()
         if engine.position != tail:
             raise DivergenceError(f"replay stopped at {engine.position}, archive tail is {tail}")
         self.engine = engine

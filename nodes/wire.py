@@ -26,6 +26,12 @@ encode = _encoder.encode
 decode = msgspec.msgpack.decode
 
 
+def events_key(cluster: str, term: int) -> str:
+    """The live stream of one term. A new leader starts a new stream: its positions may
+    overlap entries the old leader published but never committed."""
+    return f"{keys(cluster).events}:{term}"
+
+
 def commands_key(cluster: str) -> str:
     keys(cluster)  # validates the name
     return f"{PREFIX}:{cluster}:commands"

@@ -13,6 +13,8 @@ makes Celery stop its bootsteps: the node finishes the batch in hand and exits.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
 from celery import bootsteps
 from click import Option
@@ -48,7 +50,11 @@ class NodeStep(bootsteps.StartStopStep):
         global CURRENT
         config = NodeConfig.from_env(self.node_name)
         control = HttpControlPlane(config.control_plane_url, config.name, config.secret)
-        self.node = CURRENT = Node(config, control)
+        # A node whose loop ends on its own (refused, crashed) must not leave an empty
+        # worker behind: stop the whole worker so the process supervisor sees it.
+        self.node = CURRENT = Node(
+            config, control, on_exit=lambda: os.kill(os.getpid(), signal.SIGTERM)
+        )
         self.node.start()
         log.info("node %s started; control tasks on queue %s", config.name, node_queue(config.name))
 

@@ -97,7 +97,17 @@ class BookSide:
 class Book:
     """One instrument: its trading rules, status and both sides of its order book."""
 
-    __slots__ = ("band_high", "band_low", "lot_size", "sides", "status", "symbol", "tick_size")
+    __slots__ = (
+        "band_high",
+        "band_low",
+        "lot_size",
+        "max_price",
+        "min_price",
+        "sides",
+        "status",
+        "symbol",
+        "tick_size",
+    )
 
     def __init__(
         self,
@@ -113,6 +123,9 @@ class Book:
         self.lot_size = lot_size
         self.band_low = band_low
         self.band_high = band_high
+        # the band as one chained comparison on the hot path: min_price <= p <= max_price
+        self.min_price = 1 if band_low is None else band_low
+        self.max_price = (1 << 63) - 1 if band_high is None else band_high
         self.status = int(status)
         # indexed by Side value; index 0 unused so that ``sides[3 - side]`` is the opposite
         self.sides = (None, BookSide(1), BookSide(-1))

@@ -135,7 +135,6 @@ class Engine:
         }
         self._appliers: dict[type, Callable[[Event], None]] = {
             OrderCancelled: self._apply_cancelled,
-            Trade: self._apply_trade,
             OrderReplaced: self._apply_replaced,
             OrderRejected: self._apply_rejected,
             CommandDuplicate: self._apply_duplicate,
@@ -188,20 +187,6 @@ class Engine:
                 apply(event)
         return events
 
-    def _record(self, client: list | None, cid: str, seq: int, position: int) -> None:
-        """What ``apply`` does for the single event of a new command's result."""
-        if client is None:
-            client = self._clients[cid] = [0, deque()]
-        client[0] = seq
-        window = client[1]
-        entry = [seq, position, 1]
-        window.append(entry)
-        if len(window) > DEDUP_WINDOW:
-            window.popleft()
-        self._open_cid = cid
-        self._open_seq = seq
-        self._open_entry = entry
-
     def _process_resting_order(self, c: PlaceOrder) -> list[Event] | None:
         """Fused handle+apply of a valid GTC limit order that rests without trading."""
         if c.tif != GTC or c.order_type != LIMIT:
@@ -219,11 +204,9 @@ class Engine:
             and book is not None
             and book.status == OPEN
             and qty > 0
-            and price > 0
             and not price % book.tick_size
             and not qty % book.lot_size
-            and (book.band_low is None or price >= book.band_low)
-            and (book.band_high is None or price <= book.band_high)
+            and book.min_price <= price <= book.max_price
             and self._incoming is None
         ):
             return None
@@ -263,7 +246,15 @@ class Engine:
             level.count += 1
             order.level = level
         self._orders[order_id] = order
-        self._record(client, cid, seq, position)
+        # what apply() records for the single event of a new command's result
+        if client is None:
+            client = self._clients[cid] = [0, deque(maxlen=DEDUP_WINDOW)]
+        client[0] = seq
+        entry = [seq, position, 1]
+        client[1].append(entry)  # a bounded deque: the oldest entry falls out
+        self._open_cid = cid
+        self._open_seq = seq
+        self._open_entry = entry
         return [event]
 
     def _process_cancel(self, c: CancelOrder) -> list[Event] | None:
@@ -290,7 +281,15 @@ class Engine:
         self._hash = hash((self._hash, 6, seq, ts, order_id, R_REQUESTED, qty))
         del self._orders[order_id]
         self._unlink(order)
-        self._record(client, cid, seq, position)
+        # what apply() records for the single event of a new command's result
+        if client is None:
+            client = self._clients[cid] = [0, deque(maxlen=DEDUP_WINDOW)]
+        client[0] = seq
+        entry = [seq, position, 1]
+        client[1].append(entry)  # a bounded deque: the oldest entry falls out
+        self._open_cid = cid
+        self._open_seq = seq
+        self._open_entry = entry
         return [event]
 
     def _handle_place(self, c: PlaceOrder, cid: str, seq: int, ts: int) -> list[Event]:
@@ -311,9 +310,7 @@ class Engine:
                 return [OrderRejected(cid, seq, ts, R_INVALID_COMMAND, 0)]
             if price % book.tick_size:
                 return [OrderRejected(cid, seq, ts, R_BAD_TICK, 0)]
-            if (book.band_low is not None and price < book.band_low) or (
-                book.band_high is not None and price > book.band_high
-            ):
+            if not book.min_price <= price <= book.max_price:
                 return [OrderRejected(cid, seq, ts, R_OUTSIDE_PRICE_BAND, 0)]
             limit_key = -price if side == BUY else price
         elif c.order_type == MARKET:
@@ -381,9 +378,7 @@ class Engine:
             return [OrderRejected(cid, seq, ts, R_BAD_TICK, order_id)]
         if qty % book.lot_size:
             return [OrderRejected(cid, seq, ts, R_BAD_LOT, order_id)]
-        if (book.band_low is not None and price < book.band_low) or (
-            book.band_high is not None and price > book.band_high
-        ):
+        if not book.min_price <= price <= book.max_price:
             return [OrderRejected(cid, seq, ts, R_OUTSIDE_PRICE_BAND, order_id)]
         symbol = order.symbol
         if price == order.price and qty <= order.remaining:
@@ -477,7 +472,34 @@ class Engine:
         elif kind is OrderCancelled:
             self._apply_cancelled(event)
         elif kind is Trade:
-            self._apply_trade(event)
+            qty = event.qty
+            self._hash = hash(
+                (self._hash, 5, event.client_seq, event.timestamp, event.maker_order_id,
+                 event.taker_order_id, event.price, qty)
+            )  # fmt: skip
+            maker = self._orders[event.maker_order_id]
+            maker.remaining = left = event.maker_remaining
+            maker.filled += qty
+            level = maker.level
+            level.qty -= qty
+            if not left:
+                del self._orders[maker.order_id]
+                level.count -= 1
+                if level.count:
+                    orders = level.orders
+                    while not orders[0].remaining:
+                        orders.popleft()
+                else:
+                    self._books[event.symbol].sides[maker.side].drop(level)
+            taker = self._incoming
+            if taker is None or taker.order_id != event.taker_order_id:
+                raise EngineError(f"event at {position}: trade for a taker that is not incoming")
+            taker.remaining = event.taker_remaining
+            taker.filled += qty
+            if not taker.remaining:
+                self._incoming = None
+            elif taker.tif == GTC:
+                self._rest_if_uncrossed(taker)
         else:
             self._appliers[kind](event)
 
@@ -491,17 +513,14 @@ class Engine:
         else:
             client = self._clients.get(cid)
             if client is None:
-                client = self._clients[cid] = [0, deque()]
+                client = self._clients[cid] = [0, deque(maxlen=DEDUP_WINDOW)]
             elif seq <= client[0]:
                 raise EngineError(
                     f"event at {position}: client {cid!r} seq {seq} is not above {client[0]}"
                 )
             client[0] = seq
-            window = client[1]
             entry = [seq, position, 1]
-            window.append(entry)
-            if len(window) > DEDUP_WINDOW:
-                window.popleft()
+            client[1].append(entry)  # a bounded deque: the oldest entry falls out
             self._open_cid = cid
             self._open_seq = seq
             self._open_entry = entry
@@ -522,36 +541,6 @@ class Engine:
             self._open_cid = None
             self._open_seq = 0
         self._hash = hash((self._hash, 4, e.client_seq, e.timestamp, e.reason, e.order_id))
-
-    def _apply_trade(self, e: Trade) -> None:
-        qty = e.qty
-        self._hash = hash(
-            (self._hash, 5, e.client_seq, e.timestamp, e.maker_order_id, e.taker_order_id,
-             e.price, qty)
-        )  # fmt: skip
-        maker = self._orders[e.maker_order_id]
-        maker.remaining = left = e.maker_remaining
-        maker.filled += qty
-        level = maker.level
-        level.qty -= qty
-        if not left:
-            del self._orders[maker.order_id]
-            level.count -= 1
-            if level.count:
-                orders = level.orders
-                while not orders[0].remaining:
-                    orders.popleft()
-            else:
-                self._books[e.symbol].sides[maker.side].drop(level)
-        taker = self._incoming
-        if taker is None or taker.order_id != e.taker_order_id:
-            raise EngineError(f"event at {self.position}: trade for a taker that is not incoming")
-        taker.remaining = e.taker_remaining
-        taker.filled += qty
-        if not taker.remaining:
-            self._incoming = None
-        elif taker.tif == GTC:
-            self._rest_if_uncrossed(taker)
 
     def _rest_if_uncrossed(self, order: Order) -> None:
         book = self._books[order.symbol]
@@ -729,7 +718,7 @@ class Engine:
                         book_side.add(order)
                         self._orders[order_id] = order
         for cid, last_seq, window in clients:
-            self._clients[cid] = [last_seq, deque(window)]
+            self._clients[cid] = [last_seq, deque(window, maxlen=DEDUP_WINDOW)]
         if open_command is not None:
             self._open_cid, self._open_seq = open_command
             self._open_entry = self._clients[self._open_cid][1][-1]

@@ -24,14 +24,18 @@ from nodes.local import LocalNodes
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+def wait_until(predicate: Callable[[], object], timeout: float, what, interval: float = 0.1):
+    """Poll until predicate() is true; `what` (a string, or a callable for a late
+    message such as a log tail) says what we were waiting for."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what() if callable(what) else what}"
+            )
         time.sleep(interval)
 
 
@@ -92,7 +96,7 @@ class TestCluster:
             wait_until(
                 lambda name=name: self.is_live(name),
                 timeout,
-                f"node {name} to report live\n{self.nodes.processes[name].log_tail()}",
+                lambda name=name: f"node {name} to report live\n{self.nodes.processes[name].log_tail()}",
             )
 
     def wait_applied(self, position: int, *names: str, timeout: float = 60.0) -> None:
@@ -100,7 +104,8 @@ class TestCluster:
             wait_until(
                 lambda name=name: self.row(name).applied_position >= position,
                 timeout,
-                f"node {name} to apply position {position}\n{self.nodes.processes[name].log_tail()}",
+                lambda name=name: f"node {name} to apply position {position}\n"
+                f"{self.nodes.processes[name].log_tail()}",
             )
 
     def add_instrument(self, client: ClusterClient, symbol: str = "ACME") -> None:

@@ -79,7 +79,7 @@ def test_late_follower_catches_up_from_the_archive_when_the_stream_was_trimmed(m
     client = cluster.client()
     cluster.add_instrument(client)
     submit_all(client, order_flow(client, 5_000, seed=2))
-    first, _ = cluster.redis.xrange(f"tec:{cluster.name}:events", count=1)[0]
+    first, _ = cluster.redis.xrange(wire.events_key(cluster.name, 1), count=1)[0]
     assert int(first.split(b"-")[0]) > 1000  # the stream really was trimmed
 
     cluster.start(late)

@@ -1,0 +1,113 @@
+"""Requests between nodes over Redis: "replay your archive for me", "what are your terms".
+
+Each node serves requests addressed to it on `tec:{cluster}:requests:{node}` from a
+thread of its own with its own archive connection (the loop keeps appending meanwhile).
+The answer goes to a one-off list the asker waits on. A lost request (Redis restarted)
+just times out, and the asker asks again: every request is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+import redis as redis_lib
+
+from archive import PostgresEventLog, publish_replay
+from archive.keys import PREFIX
+from nodes import wire
+from nodes.rejoin import term_ranges
+
+log = logging.getLogger(__name__)
+
+
+class PeerUnavailable(Exception):
+    """The peer did not answer in time."""
+
+
+def requests_key(cluster: str, node: str) -> str:
+    return f"{PREFIX}:{cluster}:requests:{node}"
+
+
+def ask(redis: redis_lib.Redis, cluster: str, peer_name: str, op: str, timeout: float, **args) -> object:
+    answer_key = f"{PREFIX}:{cluster}:answer:{uuid.uuid4().hex}"
+    redis.xadd(
+        requests_key(cluster, peer_name),
+        {"op": op, "answer": answer_key, "args": wire.encode(args)},
+        maxlen=100,
+        approximate=True,
+    )
+    reply = redis.blpop([answer_key], timeout=timeout)
+    if reply is None:
+        raise PeerUnavailable(f"{peer_name} did not answer {op!r} within {timeout:.0f} s")
+    ok, value = wire.decode(reply[1])
+    if not ok:
+        raise PeerUnavailable(f"{peer_name} could not {op}: {value}")
+    return value
+
+
+class PeerService:
+    """Answers this node's requests until stopped."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=f"peer-{node.config.name}", daemon=True)
+        self._log: PostgresEventLog | None = None
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        redis = self.node.redis
+        key = requests_key(self.node.view.cluster, self.node.config.name)
+        last_id = "$"
+        while not self.stopping.is_set():
+            try:
+                reply = redis.xread({key: last_id}, count=10, block=500)
+                for _key, rows in reply or []:
+                    for entry_id, fields in rows:
+                        last_id = entry_id
+                        self.answer(fields)
+            except redis_lib.RedisError as error:
+                log.warning("peer service: Redis error %s", error)
+                self.stopping.wait(0.5)
+        if self._log is not None:
+            self._log.close()
+
+    def answer(self, fields: dict) -> None:
+        op = fields.get(b"op", b"").decode()
+        answer_key = fields.get(b"answer", b"").decode()
+        try:
+            args = wire.decode(fields[b"args"])
+            result = (True, self.serve(op, args))
+        except Exception as error:
+            log.exception("peer request %s failed", op)
+            result = (False, f"{type(error).__name__}: {error}")
+        if answer_key:
+            with self.node.redis.pipeline(transaction=False) as pipe:
+                pipe.rpush(answer_key, wire.encode(result))
+                pipe.expire(answer_key, 60)
+                pipe.execute()
+
+    def archive(self) -> PostgresEventLog:
+        if self._log is None:
+            self._log = PostgresEventLog(self.node.view.archive_location)
+        return self._log
+
+    def serve(self, op: str, args: dict) -> object:
+        archive = self.archive()
+        if op == "terms":
+            archive.refresh_tail()
+            return term_ranges(archive)
+        if op == "replay":
+            end, _ = archive.refresh_tail()
+            start = int(args["start"])
+            if start <= end:
+                publish_replay(archive, self.node.redis, self.node.view.cluster, args["node"], start, end)
+            return end
+        raise ValueError(f"unknown request {op!r}")
