@@ -10,7 +10,13 @@ Contract (what the node runtime relies on):
 - Nothing here reads a clock or a random source: time arrives in the command and is
   copied into its events, order ids come from a counter in the replicated state.
 - Expected outcomes are events (``OrderRejected`` with a ``Reason``); exceptions mean a
-  bug or an event log that does not fit the state (``EngineError``).
+  bug or an event log that does not fit the state (``EngineError``); after an
+  ``EngineError`` from ``apply`` the engine must be rebuilt (snapshot + replay).
+- Idempotency: per client the last sequence and a window of its last ``DEDUP_WINDOW``
+  processed commands (seq -> first position, event count) are replicated state. A seq
+  in the window is answered with ``CommandDuplicate``; a lower seq outside it with
+  ``OrderRejected(STALE_SEQUENCE)``. Apply finds each command's result as the run of
+  consecutive events with the same (client_id, client_seq).
 
 Matching is price-time priority; trades happen at the resting order's price. An incoming
 order never trades with a resting order of its own account: the resting order is
@@ -472,6 +478,9 @@ class Engine:
         elif kind is OrderCancelled:
             self._apply_cancelled(event)
         elif kind is Trade:
+            taker = self._incoming
+            if taker is None or taker.order_id != event.taker_order_id:
+                raise EngineError(f"event at {position}: trade for a taker that is not incoming")
             qty = event.qty
             self._hash = hash(
                 (self._hash, 5, event.client_seq, event.timestamp, event.maker_order_id,
@@ -491,9 +500,6 @@ class Engine:
                         orders.popleft()
                 else:
                     self._books[event.symbol].sides[maker.side].drop(level)
-            taker = self._incoming
-            if taker is None or taker.order_id != event.taker_order_id:
-                raise EngineError(f"event at {position}: trade for a taker that is not incoming")
             taker.remaining = event.taker_remaining
             taker.filled += qty
             if not taker.remaining:

@@ -90,3 +90,20 @@ def test_replace_rejects(engine, alice, bob):
     assert alice.replace(1, 100, 0)[0].reason == Reason.INVALID_COMMAND
     assert alice.replace(1, 0, 10)[0].reason == Reason.INVALID_COMMAND
     assert all(e.order_id == 1 for e in [alice.replace(1, 101, 10)[0]])
+
+
+def test_replace_outside_the_band_is_rejected(engine, ops, alice):
+    ops.add("BAND", tick=1, lot=1, band_low=90, band_high=110)
+    alice.buy(1, 100, symbol="BAND")
+    assert alice.replace(1, 111, 1)[0].reason == Reason.OUTSIDE_PRICE_BAND
+
+
+def test_replace_that_crosses_own_orders_cancels_them(engine, alice, bob):
+    alice.sell(10, 110)  # 1
+    bob.sell(10, 110)  # 2
+    alice.buy(20, 100)  # 3
+    events = alice.replace(3, 110, 20)
+    assert kinds(events) == ["OrderReplaced", "OrderCancelled", "Trade"]
+    assert (events[1].order_id, events[1].reason) == (1, Reason.SELF_TRADE)
+    assert events[2].maker_order_id == 2
+    assert engine.depth(SYMBOL)["bids"] == [[110, 10, 1]]
