@@ -29,7 +29,7 @@ services: $(VENV)/.runtime
 run: $(VENV)/.runtime services
 	$(PY) manage.py migrate --no-input -v0
 	$(PY) manage.py demo
-	$(VENV)/bin/honcho start -f Procfile
+	$(PY) manage.py runlocal
 
 test: $(VENV)/.dev services
 	$(PY) -m pytest
