@@ -188,9 +188,7 @@ class Engine:
             events = None
         if events is None:
             events = self.handle(command)
-            apply = self.apply
-            for event in events:
-                apply(event)
+            self.apply_batch(events)
         return events
 
     def _process_resting_order(self, c: PlaceOrder) -> list[Event] | None:
@@ -431,111 +429,119 @@ class Engine:
     # -------------------------------------------------------------------- events
 
     def apply(self, event: Event) -> None:
-        """Applies one event of the log, in order; the only way state changes.
-
-        The common kinds are handled inline: this is the follower's hot loop."""
-        self.position = position = self.position + 1
-        kind = type(event)
-        if kind is OrderAccepted:
-            order_id = event.order_id
-            if order_id != self._last_order_id + 1:
-                raise EngineError(f"event at {position}: order id {order_id} out of sequence")
-            self._last_order_id = order_id
-            price = event.price
-            side = event.side
-            qty = event.qty
-            self._hash = hash(
-                (self._hash, 3, event.client_seq, event.timestamp, order_id, price, qty)
-            )
-            order = Order(
-                order_id, event.account, side, price, qty, 0, event.tif, event.order_type,
-                event.post_only, event.symbol,
-            )  # fmt: skip
-            if event.tif == GTC:
-                sides = self._books[event.symbol].sides
-                keys = sides[3 - side].keys
-                if side == BUY:
-                    key = price
-                    crossed = keys and keys[-1] >= -price
-                else:
-                    key = -price
-                    crossed = keys and keys[-1] >= price
-                if crossed:
-                    self._incoming = order
-                else:
-                    own = sides[side]
-                    level = own.levels.get(key)
-                    if level is None:
-                        own.add(order)
-                    else:
-                        level.orders.append(order)
-                        level.qty += qty
-                        level.count += 1
-                        order.level = level
-                    self._orders[order_id] = order
-            else:
-                self._incoming = order
-        elif kind is OrderCancelled:
-            self._apply_cancelled(event)
-        elif kind is Trade:
-            taker = self._incoming
-            if taker is None or taker.order_id != event.taker_order_id:
-                raise EngineError(f"event at {position}: trade for a taker that is not incoming")
-            qty = event.qty
-            self._hash = hash(
-                (self._hash, 5, event.client_seq, event.timestamp, event.maker_order_id,
-                 event.taker_order_id, event.price, qty)
-            )  # fmt: skip
-            maker = self._orders[event.maker_order_id]
-            maker.remaining = left = event.maker_remaining
-            maker.filled += qty
-            level = maker.level
-            level.qty -= qty
-            if not left:
-                del self._orders[maker.order_id]
-                level.count -= 1
-                if level.count:
-                    orders = level.orders
-                    while not orders[0].remaining:
-                        orders.popleft()
-                else:
-                    self._books[event.symbol].sides[maker.side].drop(level)
-            taker.remaining = event.taker_remaining
-            taker.filled += qty
-            if not taker.remaining:
-                self._incoming = None
-            elif taker.tif == GTC:
-                self._rest_if_uncrossed(taker)
-        else:
-            self._appliers[kind](event)
-
-        # which command's result is this event part of (for duplicate answers)
-        seq = event.client_seq
-        cid = event.client_id
-        if seq == self._open_seq and cid == self._open_cid:
-            self._open_entry[2] += 1
-        elif kind is CommandDuplicate or (kind is OrderRejected and event.reason in _UNRECORDED):
-            self._open_cid = None  # answered without consuming the client's sequence
-        else:
-            client = self._clients.get(cid)
-            if client is None:
-                client = self._clients[cid] = [0, deque(maxlen=DEDUP_WINDOW)]
-            elif seq <= client[0]:
-                raise EngineError(
-                    f"event at {position}: client {cid!r} seq {seq} is not above {client[0]}"
-                )
-            client[0] = seq
-            entry = [seq, position, 1]
-            client[1].append(entry)  # a bounded deque: the oldest entry falls out
-            self._open_cid = cid
-            self._open_seq = seq
-            self._open_entry = entry
+        """Applies one event of the log, in order; the only way state changes."""
+        self.apply_batch((event,))
 
     def apply_batch(self, events: Iterable[Event]) -> None:
-        """Applies events in order (the follower's path); same as ``apply`` in a loop."""
-        apply = self.apply
+        """Applies events in order (the follower's path); same as ``apply`` one by one.
+
+        The common kinds are handled inline, with the state's dicts in locals: this is
+        the follower's hot loop."""
+        books = self._books
+        orders_by_id = self._orders
+        clients = self._clients
+        appliers = self._appliers
         for event in events:
-            apply(event)
+            self.position = position = self.position + 1
+            kind = type(event)
+            if kind is OrderAccepted:
+                order_id = event.order_id
+                if order_id != self._last_order_id + 1:
+                    raise EngineError(f"event at {position}: order id {order_id} out of sequence")
+                self._last_order_id = order_id
+                price = event.price
+                side = event.side
+                qty = event.qty
+                self._hash = hash(
+                    (self._hash, 3, event.client_seq, event.timestamp, order_id, price, qty)
+                )
+                order = Order(
+                    order_id, event.account, side, price, qty, 0, event.tif, event.order_type,
+                    event.post_only, event.symbol,
+                )  # fmt: skip
+                if event.tif == GTC:
+                    sides = books[event.symbol].sides
+                    keys = sides[3 - side].keys
+                    if side == BUY:
+                        key = price
+                        crossed = keys and keys[-1] >= -price
+                    else:
+                        key = -price
+                        crossed = keys and keys[-1] >= price
+                    if crossed:
+                        self._incoming = order
+                    else:
+                        own = sides[side]
+                        level = own.levels.get(key)
+                        if level is None:
+                            own.add(order)
+                        else:
+                            level.orders.append(order)
+                            level.qty += qty
+                            level.count += 1
+                            order.level = level
+                        orders_by_id[order_id] = order
+                else:
+                    self._incoming = order
+            elif kind is OrderCancelled:
+                self._apply_cancelled(event)
+            elif kind is Trade:
+                taker = self._incoming
+                if taker is None or taker.order_id != event.taker_order_id:
+                    raise EngineError(
+                        f"event at {position}: trade for a taker that is not incoming"
+                    )
+                qty = event.qty
+                self._hash = hash(
+                    (self._hash, 5, event.client_seq, event.timestamp, event.maker_order_id,
+                     event.taker_order_id, event.price, qty)
+                )  # fmt: skip
+                maker = orders_by_id[event.maker_order_id]
+                maker.remaining = left = event.maker_remaining
+                maker.filled += qty
+                level = maker.level
+                level.qty -= qty
+                if not left:
+                    del orders_by_id[maker.order_id]
+                    level.count -= 1
+                    if level.count:
+                        orders = level.orders
+                        while not orders[0].remaining:
+                            orders.popleft()
+                    else:
+                        books[event.symbol].sides[maker.side].drop(level)
+                taker.remaining = event.taker_remaining
+                taker.filled += qty
+                if not taker.remaining:
+                    self._incoming = None
+                elif taker.tif == GTC:
+                    self._rest_if_uncrossed(taker)
+            else:
+                appliers[kind](event)
+
+            # which command's result is this event part of (for duplicate answers)
+            seq = event.client_seq
+            cid = event.client_id
+            if seq == self._open_seq and cid == self._open_cid:
+                self._open_entry[2] += 1
+            elif kind is CommandDuplicate or (
+                kind is OrderRejected and event.reason in _UNRECORDED
+            ):
+                self._open_cid = None  # answered without consuming the client's sequence
+            else:
+                client = clients.get(cid)
+                if client is None:
+                    client = clients[cid] = [0, deque(maxlen=DEDUP_WINDOW)]
+                elif seq <= client[0]:
+                    raise EngineError(
+                        f"event at {position}: client {cid!r} seq {seq} is not above {client[0]}"
+                    )
+                client[0] = seq
+                entry = [seq, position, 1]
+                client[1].append(entry)  # a bounded deque: the oldest entry falls out
+                self._open_cid = cid
+                self._open_seq = seq
+                self._open_entry = entry
 
     def _apply_duplicate(self, e: CommandDuplicate) -> None:
         self._open_cid = None  # a duplicate is never part of the original's result
