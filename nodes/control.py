@@ -40,6 +40,7 @@ class ClusterView:
     failover_timeout: float
     lease: float
     archive_location: str
+    switchover_to: str | None = None  # set: a planned switchover is in flight
     peers: tuple[Peer, ...] = field(default_factory=tuple)
 
     @classmethod

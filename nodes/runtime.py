@@ -42,6 +42,7 @@ class Node:
         self.role: Leader | Follower | None = None
         self.status = "starting"
         self.ready = False
+        self.paused_for_switchover = False
         self.stopping = threading.Event()
         self.stopped = threading.Event()
         self.last_heartbeat_ok = 0.0
@@ -158,12 +159,23 @@ class Node:
                     f"leader of term {view.term}: lease expired (no heartbeat answered for "
                     f"{view.lease:.1f} s), not taking commands"
                 )
+            if view.switchover_to:
+                # Planned switchover: take no more commands; the commit thread goes on
+                # delivering, and our position stays put for the target to reach.
+                self.paused_for_switchover = True
+                time.sleep(0.02)
+                return (
+                    f"leader of term {view.term}: paused for the switchover to "
+                    f"{view.switchover_to} at position {self.state.position}"
+                )
+            self.paused_for_switchover = False
             if not isinstance(self.role, Leader) or self.role.term != view.term:
                 self._stop_role()
                 self.role = Leader(self, view.term)
                 self.role.start()
                 log.info("leading term %d from position %d", view.term, self.state.position)
         else:
+            self.paused_for_switchover = False
             if view.leader is None:
                 self._stop_role()
                 time.sleep(0.1)
@@ -233,7 +245,11 @@ class Node:
         engine = state.engine if state else None
         archived = state.archived if state else 0
         return {
-            "status": "live" if self.ready else "starting",
+            "status": (
+                "starting" if not self.ready
+                else "draining" if self.paused_for_switchover
+                else "live"
+            ),
             "status_message": self.status[:500],
             "term": self.view.term if self.view else 0,
             "archived_position": archived,

@@ -7,8 +7,9 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from controlplane.clusters import services
-from controlplane.clusters.models import Cluster, Node, NodeRole, RoleChange
+from controlplane.clusters import services, switchover
+from controlplane.clusters.api.serializers import live_follower_count
+from controlplane.clusters.models import Cluster, Node, NodeRole, NodeStatus, RoleChange
 
 
 class NodeInline(admin.TabularInline):
@@ -34,12 +35,33 @@ class NodeInline(admin.TabularInline):
 class AssignLeaderForm(forms.Form):
     node = forms.ModelChoiceField(queryset=Node.objects.none(), label="New leader")
     reason = forms.CharField(max_length=400, initial="switchover requested by an operator")
+    expected_term = forms.IntegerField(widget=forms.HiddenInput)
 
     def __init__(self, *args, cluster: Cluster, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["node"].queryset = cluster.nodes.filter(role=NodeRole.FOLLOWER).exclude(
             status="removed"
         )
+        self.fields["expected_term"].initial = cluster.term
+
+
+class ClusterForm(forms.ModelForm):
+    class Meta:
+        model = Cluster
+        fields = ["name", "replica_count", "heartbeat_interval", "failover_timeout", "lease"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk and "replica_count" in cleaned:
+            wanted, current = cleaned["replica_count"], self.instance.replica_count
+            live = live_follower_count(self.instance)
+            if wanted > current and wanted > live:
+                self.add_error(
+                    "replica_count",
+                    f"Cannot raise it to {wanted}: only {live} follower(s) are live, so no "
+                    "command could commit. Start more followers first.",
+                )
+        return cleaned
 
 
 @admin.register(Cluster)
@@ -58,6 +80,7 @@ class ClusterAdmin(admin.ModelAdmin):
         "created_at",
     ]
     inlines = [NodeInline]
+    form = ClusterForm
     actions = ["make_follower_leader"]
 
     @admin.display(description="nodes")
@@ -67,7 +90,7 @@ class ClusterAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("clusters.operate_cluster")
 
-    @admin.action(description="Make a chosen follower the leader", permissions=["change"])
+    @admin.action(description="Switchover: make a chosen follower the leader", permissions=["change"])
     def make_follower_leader(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one cluster.", messages.ERROR)
@@ -76,11 +99,12 @@ class ClusterAdmin(admin.ModelAdmin):
         form = AssignLeaderForm(request.POST if "apply" in request.POST else None, cluster=cluster)
         if "apply" in request.POST and form.is_valid():
             try:
-                change = services.assign_leader(
-                    cluster,
-                    form.cleaned_data["node"],
+                change = switchover.change_leader(
+                    cluster.name,
+                    form.cleaned_data["node"].name,
                     actor=services.Actor.of_user(request.user),
                     reason=form.cleaned_data["reason"],
+                    expected_term=form.cleaned_data["expected_term"],
                 )
             except services.ServiceError as error:
                 self.message_user(request, f"Not done: {error}", messages.ERROR)
@@ -95,6 +119,7 @@ class ClusterAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": f"Make a follower of {cluster} the leader",
             "cluster": cluster,
+            "candidates": switchover.candidates(cluster),
             "form": form,
             "queryset": queryset,
             "opts": self.model._meta,
@@ -105,6 +130,7 @@ class ClusterAdmin(admin.ModelAdmin):
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
+    actions = ["take_snapshot", "remove_follower"]
     list_display = [
         "name",
         "cluster",
@@ -135,6 +161,36 @@ class NodeAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return request.user.has_perm("clusters.operate_cluster")
+
+    @admin.action(description="Take a snapshot now", permissions=["change"])
+    def take_snapshot(self, request, queryset):
+        from controlplane.celery import app
+
+        for node in queryset:
+            app.send_task("nodes.take_snapshot", queue=f"node.{node.name}", ignore_result=True)
+        self.message_user(
+            request,
+            f"Asked {', '.join(n.name for n in queryset)} to take a snapshot; it is stored in "
+            "each node's archive between two batches.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Remove from its cluster (followers only)", permissions=["change"])
+    def remove_follower(self, request, queryset):
+        leaders = [n.name for n in queryset if n.role == NodeRole.LEADER]
+        if leaders:
+            self.message_user(
+                request,
+                f"Not done: {', '.join(leaders)} is a leader; switch over first.",
+                messages.ERROR,
+            )
+            return
+        count = queryset.update(status=NodeStatus.REMOVED)
+        self.message_user(
+            request,
+            f"Removed {count} node(s): their heartbeats are refused from now on, so they stop.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(RoleChange)

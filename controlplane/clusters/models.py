@@ -69,6 +69,15 @@ class Cluster(models.Model):
         ),
     )
     status = models.CharField(max_length=16, choices=ClusterStatus.choices, default=ClusterStatus.FORMING)
+    switchover_target = models.ForeignKey(
+        "Node",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Set while a planned switchover is in flight: the leader stops taking commands.",
+    )
+    switchover_deadline = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -176,7 +176,9 @@ def record_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
     )
     if updated != 1:
         raise NotEligible(f"node {node_name} has been removed; it must not run")
-    return Node.objects.select_related("cluster", "cluster__leader").get(name=node_name)
+    return Node.objects.select_related(
+        "cluster", "cluster__leader", "cluster__switchover_target"
+    ).get(name=node_name)
 
 
 def restore_fence(cluster: Cluster) -> int | None:

@@ -28,6 +28,7 @@ exactly where the leader's matching stopped.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -103,6 +104,8 @@ K_ACCEPTED = OrderAccepted.KIND
 K_REJECTED = OrderRejected.KIND
 K_DUPLICATE = CommandDuplicate.KIND
 
+MAX_SEQ = (1 << 63) - 1  # sequences are stored as signed 64-bit ints
+_EMPTY_RING = bytes(8 * 3 * DEDUP_WINDOW)
 _UNRECORDED = (R_INVALID_SEQUENCE, R_STALE_SEQUENCE)
 _STATUS_REJECT = {HALTED: R_INSTRUMENT_HALTED, CANCEL_ONLY: R_INSTRUMENT_CANCEL_ONLY}
 
@@ -123,13 +126,15 @@ class Engine:
         self._books: dict[str, Book] = {}
         self._orders: dict[int, Order] = {}  # resting orders by engine order id
         self._last_order_id = 0
-        # client_id -> [last_seq, deque of [seq, first position, event count]]: the
-        # client's last DEDUP_WINDOW processed commands, oldest first (seqs ascending)
+        # client_id -> [last_seq, ring, n]: the client's last DEDUP_WINDOW processed
+        # commands as (seq, first position, event count) triples in a ring of machine
+        # ints (no objects to allocate or free per command); n counts all it recorded
         self._clients: dict[str, list] = {}
         # the command whose events are being applied (for counting them)
         self._open_cid: str | None = None
         self._open_seq = 0
-        self._open_entry: list[int] | None = None
+        self._open_ring: array | None = None  # the ring and slot of its event count
+        self._open_slot = 0
         # the order of the current command that is matching and not (yet) resting
         self._incoming: Order | None = None
         self._handlers: dict[type, Callable[..., list[Event]]] = {
@@ -158,14 +163,14 @@ class Engine:
         cid = command.client_id
         seq = command.client_seq
         ts = command.timestamp
-        if not cid or seq < 1:
+        if not cid or not 1 <= seq <= MAX_SEQ:
             return [OrderRejected(cid, seq, ts, R_INVALID_SEQUENCE, 0)]
         client = self._clients.get(cid)
         if client is not None and seq <= client[0]:
-            for entry in reversed(client[1]):  # rare path: a linear scan is fine
-                if entry[0] == seq:
-                    return [CommandDuplicate(cid, seq, ts, entry[1], entry[2])]
-                if entry[0] < seq:
+            for s, position, count in reversed(_window(client)):  # rare: a scan is fine
+                if s == seq:
+                    return [CommandDuplicate(cid, seq, ts, position, count)]
+                if s < seq:
                     break
             return [OrderRejected(cid, seq, ts, R_STALE_SEQUENCE, 0)]
         handler = self._handlers.get(type(command))
@@ -203,7 +208,7 @@ class Engine:
         qty = c.qty
         if not (
             cid
-            and seq >= 1
+            and 1 <= seq <= MAX_SEQ
             and (client is None or seq > client[0])
             and book is not None
             and book.status == OPEN
@@ -252,13 +257,18 @@ class Engine:
         self._orders[order_id] = order
         # what apply() records for the single event of a new command's result
         if client is None:
-            client = self._clients[cid] = [0, deque(maxlen=DEDUP_WINDOW)]
+            client = self._clients[cid] = [0, array("q", _EMPTY_RING), 0]
         client[0] = seq
-        entry = [seq, position, 1]
-        client[1].append(entry)  # a bounded deque: the oldest entry falls out
+        ring = client[1]
+        slot = client[2] % DEDUP_WINDOW * 3
+        ring[slot] = seq
+        ring[slot + 1] = position
+        ring[slot + 2] = 1
+        client[2] += 1
         self._open_cid = cid
         self._open_seq = seq
-        self._open_entry = entry
+        self._open_ring = ring
+        self._open_slot = slot + 2
         return [event]
 
     def _process_cancel(self, c: CancelOrder) -> list[Event] | None:
@@ -270,7 +280,7 @@ class Engine:
         order = self._orders.get(order_id)
         if not (
             cid
-            and seq >= 1
+            and 1 <= seq <= MAX_SEQ
             and (client is None or seq > client[0])
             and order is not None
             and order.account == c.account
@@ -287,13 +297,18 @@ class Engine:
         self._unlink(order)
         # what apply() records for the single event of a new command's result
         if client is None:
-            client = self._clients[cid] = [0, deque(maxlen=DEDUP_WINDOW)]
+            client = self._clients[cid] = [0, array("q", _EMPTY_RING), 0]
         client[0] = seq
-        entry = [seq, position, 1]
-        client[1].append(entry)  # a bounded deque: the oldest entry falls out
+        ring = client[1]
+        slot = client[2] % DEDUP_WINDOW * 3
+        ring[slot] = seq
+        ring[slot + 1] = position
+        ring[slot + 2] = 1
+        client[2] += 1
         self._open_cid = cid
         self._open_seq = seq
-        self._open_entry = entry
+        self._open_ring = ring
+        self._open_slot = slot + 2
         return [event]
 
     def _handle_place(self, c: PlaceOrder, cid: str, seq: int, ts: int) -> list[Event]:
@@ -523,7 +538,7 @@ class Engine:
             seq = event.client_seq
             cid = event.client_id
             if seq == self._open_seq and cid == self._open_cid:
-                self._open_entry[2] += 1
+                self._open_ring[self._open_slot] += 1
             elif kind is CommandDuplicate or (
                 kind is OrderRejected and event.reason in _UNRECORDED
             ):
@@ -531,17 +546,22 @@ class Engine:
             else:
                 client = clients.get(cid)
                 if client is None:
-                    client = clients[cid] = [0, deque(maxlen=DEDUP_WINDOW)]
+                    client = clients[cid] = [0, array("q", _EMPTY_RING), 0]
                 elif seq <= client[0]:
                     raise EngineError(
                         f"event at {position}: client {cid!r} seq {seq} is not above {client[0]}"
                     )
                 client[0] = seq
-                entry = [seq, position, 1]
-                client[1].append(entry)  # a bounded deque: the oldest entry falls out
+                ring = client[1]
+                slot = client[2] % DEDUP_WINDOW * 3
+                ring[slot] = seq
+                ring[slot + 1] = position
+                ring[slot + 2] = 1
+                client[2] += 1
                 self._open_cid = cid
                 self._open_seq = seq
-                self._open_entry = entry
+                self._open_ring = ring
+                self._open_slot = slot + 2
 
     def _apply_duplicate(self, e: CommandDuplicate) -> None:
         self._open_cid = None  # a duplicate is never part of the original's result
@@ -655,7 +675,7 @@ class Engine:
             books.append(
                 [symbol, b.tick_size, b.lot_size, b.band_low, b.band_high, b.status, *sides]
             )
-        clients = [[cid, rec[0], list(rec[1])] for cid, rec in sorted(self._clients.items())]
+        clients = [[cid, rec[0], _window(rec)] for cid, rec in sorted(self._clients.items())]
         open_command = None if self._open_cid is None else [self._open_cid, self._open_seq]
         incoming = None
         if self._incoming is not None:
@@ -730,10 +750,15 @@ class Engine:
                         book_side.add(order)
                         self._orders[order_id] = order
         for cid, last_seq, window in clients:
-            self._clients[cid] = [last_seq, deque(window, maxlen=DEDUP_WINDOW)]
+            ring = array("q", _EMPTY_RING)
+            for i, entry in enumerate(window):
+                ring[3 * i : 3 * i + 3] = array("q", entry)
+            self._clients[cid] = [last_seq, ring, len(window)]
         if open_command is not None:
             self._open_cid, self._open_seq = open_command
-            self._open_entry = self._clients[self._open_cid][1][-1]
+            client = self._clients[self._open_cid]
+            self._open_ring = client[1]
+            self._open_slot = (client[2] - 1) % DEDUP_WINDOW * 3 + 2
         if incoming is not None:
             self._incoming = Order(*incoming)
 
@@ -800,6 +825,16 @@ class Engine:
             "post_only": order.post_only,
             "status": "partially_filled" if order.filled else "open",
         }
+
+
+def _window(client: list) -> list[list[int]]:
+    """A client's remembered commands as [seq, first position, count], oldest first."""
+    ring, n = client[1], client[2]
+    out = []
+    for i in range(max(0, n - DEDUP_WINDOW), n):
+        slot = i % DEDUP_WINDOW * 3
+        out.append([ring[slot], ring[slot + 1], ring[slot + 2]])
+    return out
 
 
 def _fillable(opposite: BookSide, limit_key: int, account: str, qty: int) -> bool:

@@ -40,7 +40,7 @@ def test_admin_action_makes_a_follower_leader(cluster, client):
     assert b"Make leader" in page.content
     done = client.post(
         "/admin/clusters/cluster/",
-        {**form, "apply": "1", "node": follower.pk, "reason": "patching alpha-1"},
+        {**form, "apply": "1", "node": follower.pk, "reason": "patching alpha-1", "expected_term": 1},
         follow=True,
     )
     assert b"Done: alpha-2 is now the leader of alpha (term 2)" in done.content

@@ -13,6 +13,7 @@ from nodes.engine import (
     Side,
     TimeInForce,
 )
+from nodes.engine.engine import _window
 from tests.engine.conftest import SYMBOL, kinds, replay
 
 
@@ -89,7 +90,7 @@ def test_stale_and_duplicate_answers_are_not_remembered(engine):
     engine.process(place(3))  # stale
     engine.process(place(5))  # duplicate
     assert kinds(engine.process(place(6, price=95))) == ["OrderAccepted"]
-    window = engine._clients["alice"][1]
+    window = _window(engine._clients["alice"])
     assert [entry[0] for entry in window] == [5, 6]
 
 
@@ -114,3 +115,24 @@ def test_handle_is_pure(engine):
     engine.handle(place(1))
     engine.handle(place(1))
     assert (engine.digest(), engine.position, engine.running_hash) == (digest, position, h)
+
+
+def test_window_wraps_around_and_survives_a_snapshot(engine):
+    for seq in range(1, 2 * DEDUP_WINDOW + 10):
+        engine.process(CancelOrder("alice", seq, "alice", 999))
+    last = 2 * DEDUP_WINDOW + 9
+    window = _window(engine._clients["alice"])
+    assert [e[0] for e in window] == list(range(last - DEDUP_WINDOW + 1, last + 1))
+    restored = Engine.restore(engine.snapshot())
+    assert restored.digest() == engine.digest()
+    for e in (engine, restored):
+        assert isinstance(
+            e.handle(CancelOrder("alice", last - 5, "alice", 999))[0], CommandDuplicate
+        )
+        stale = e.handle(CancelOrder("alice", last - DEDUP_WINDOW, "alice", 999))[0]
+        assert stale.reason == Reason.STALE_SEQUENCE
+
+
+def test_sequence_too_large_is_invalid(engine):
+    events = engine.process(CancelOrder("alice", 1 << 63, "alice", 999))
+    assert events[0].reason == Reason.INVALID_SEQUENCE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
@@ -38,6 +39,8 @@ class PeerSerializer(serializers.ModelSerializer):
 def node_config(node: Node) -> dict:
     """Everything a node needs to take its role: the heartbeat's answer."""
     cluster = node.cluster
+    switchover = cluster.switchover_target
+    in_flight = switchover is not None and cluster.switchover_deadline > timezone.now()
     return {
         "node": node.name,
         "cluster": cluster.name,
@@ -49,6 +52,7 @@ def node_config(node: Node) -> dict:
         "failover_timeout": cluster.failover_timeout,
         "lease": cluster.lease,
         "archive_location": node.archive_location,
+        "switchover_to": switchover.name if in_flight else None,
         "peers": PeerSerializer(cluster.nodes.exclude(pk=node.pk), many=True).data,
     }
 

@@ -53,7 +53,28 @@ class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             raise serializers.ValidationError(
                 {"lease": ["Must be shorter than the failover timeout."]}
             )
+        replica_count = attrs.get("replica_count")
+        if self.instance is not None and replica_count is not None:
+            raising = replica_count > self.instance.replica_count
+            live = live_follower_count(self.instance)
+            if raising and replica_count > live:
+                raise serializers.ValidationError(
+                    {
+                        "replica_count": [
+                            f"Cannot raise it to {replica_count}: only {live} follower(s) are "
+                            "live, so no command could commit. Start more followers first."
+                        ]
+                    }
+                )
         return attrs
+
+
+def live_follower_count(cluster: Cluster) -> int:
+    from controlplane.clusters.switchover import is_live
+
+    return sum(
+        1 for node in cluster.nodes.exclude(role="leader") if is_live(node, cluster)
+    )
 
 
 class NodeSerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -129,6 +150,19 @@ class AssignLeaderSerializer(StrictFieldsMixin, serializers.Serializer):
     expected_term = serializers.IntegerField(
         required=False, min_value=0, help_text="Refuse (412) unless the cluster is at this term."
     )
+    expected_leader = serializers.CharField(
+        required=False, help_text="Refuse (412) unless this node is the leader now."
+    )
+    timeout = serializers.FloatField(
+        required=False, default=10.0, min_value=0.5, max_value=120.0,
+        help_text="Seconds for the target to catch up before the switchover is abandoned.",
+    )
+
+
+class SwitchoverSerializer(AssignLeaderSerializer):
+    node = serializers.CharField(help_text="The follower to hand leadership to.")
+    expected_leader = serializers.CharField(help_text="The leader you expect now (412 if stale).")
+    expected_term = serializers.IntegerField(min_value=0, help_text="The term you expect now (412 if stale).")
 
 
 class CommandBatchSerializer(StrictFieldsMixin, serializers.Serializer):

@@ -8,7 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from controlplane.clusters import commands as cluster_commands
-from controlplane.clusters import services
+from controlplane.clusters import services, switchover
 from controlplane.clusters.api.permissions import CanSubmitCommands
 from controlplane.clusters.api.serializers import (
     AssignLeaderSerializer,
@@ -17,6 +17,7 @@ from controlplane.clusters.api.serializers import (
     NodeSerializer,
     RegisteredNodeSerializer,
     RoleChangeSerializer,
+    SwitchoverSerializer,
 )
 from controlplane.clusters.models import Cluster, Node, RoleChange
 
@@ -32,21 +33,38 @@ class ClusterViewSet(
     serializer_class = ClusterSerializer
     lookup_field = "name"
 
+    def _change_leader(self, request, serializer_class, default_reason: str) -> Response:
+        cluster = self.get_object()
+        body = serializer_class(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        change = switchover.change_leader(
+            cluster.name,
+            data["node"],
+            actor=services.Actor.of_user(request.user),
+            reason=data["reason"] or default_reason,
+            expected_term=data.get("expected_term"),
+            expected_leader=data.get("expected_leader"),
+            timeout=data["timeout"],
+        )
+        return Response(RoleChangeSerializer(change).data, status=status.HTTP_200_OK)
+
     @extend_schema(request=AssignLeaderSerializer, responses={200: RoleChangeSerializer})
     @action(detail=True, methods=["post"])
     def leader(self, request, name=None):
-        """Make a node of this cluster its leader under a new term."""
-        cluster = self.get_object()
-        body = AssignLeaderSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        change = services.assign_leader(
-            cluster,
-            body.validated_data["node"],
-            actor=services.Actor.of_user(request.user),
-            reason=body.validated_data["reason"] or "assigned through the API",
-            expected_term=body.validated_data.get("expected_term"),
-        )
-        return Response(RoleChangeSerializer(change).data, status=status.HTTP_200_OK)
+        """Make a node the leader under a new term, safely: a planned switchover when the
+        leader is live; with no live leader, only a node that is not behind any other.
+        409 with the reason when refused, 412 when expected_term/expected_leader is stale."""
+        return self._change_leader(request, AssignLeaderSerializer, "leader assigned through the API")
+
+    @extend_schema(request=SwitchoverSerializer, responses={200: RoleChangeSerializer})
+    @action(detail=True, methods=["post"])
+    def switchover(self, request, name=None):
+        """Planned switchover: the leader stops taking commands, the target catches up to
+        its last position, then the term is bumped and the roles swap. Needs the expected
+        leader and term. 409 (target lagging, offline, not in the cluster, another
+        switchover in flight) or 412 (stale expectation) with the reason."""
+        return self._change_leader(request, SwitchoverSerializer, "switchover through the API")
 
     @extend_schema(request=CommandBatchSerializer, responses={200: dict, 409: dict, 503: dict})
     @action(detail=True, methods=["post"], permission_classes=[CanSubmitCommands])

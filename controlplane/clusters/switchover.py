@@ -1,0 +1,173 @@
+"""Planned leadership changes: a switchover that never loses a committed event.
+
+The leader stops taking commands, the target catches up to the leader's last archived
+position, and only then is the term bumped and the roles swapped (services.assign_leader).
+Handing leadership to a follower that is behind would make the others truncate events
+that may already be committed, so a direct assignment is allowed only when there is no
+live leader and the target is at least as far as every other node.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from controlplane.clusters import services
+from controlplane.clusters.models import Cluster, Node, NodeRole, NodeStatus, RoleChange
+
+MAX_LAG_TO_START = 100_000  # events; a follower further behind is refused up front
+
+
+class InFlight(services.ServiceError):
+    code = "switchover_in_flight"
+
+
+class Lagging(services.NotEligible):
+    code = "target_lagging"
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    node: str
+    eligible: bool
+    why: str
+    lag: int
+    status: str
+
+
+def is_live(node: Node, cluster: Cluster, now=None) -> bool:
+    now = now or timezone.now()
+    return (
+        node.status in (NodeStatus.LIVE, NodeStatus.DRAINING)
+        and node.last_heartbeat is not None
+        and (now - node.last_heartbeat).total_seconds() <= cluster.failover_timeout
+    )
+
+
+def candidates(cluster: Cluster) -> list[Eligibility]:
+    """Per follower, whether a switchover to it can start now, and why (for the admin)."""
+    now = timezone.now()
+    leader = cluster.leader
+    top = max([n.archived_position for n in cluster.nodes.all()], default=0)
+    out = []
+    for node in cluster.nodes.exclude(role=NodeRole.LEADER).order_by("name"):
+        lag = max(0, (leader.archived_position if leader else top) - node.archived_position)
+        if node.status == NodeStatus.REMOVED:
+            why, ok = "removed", False
+        elif not is_live(node, cluster, now):
+            why, ok = f"{node.get_status_display().lower()}: no recent heartbeat", False
+        elif lag > MAX_LAG_TO_START:
+            why, ok = f"lagging {lag} events behind the leader", False
+        else:
+            why, ok = f"live, {lag} events behind, term {cluster.term}", True
+        out.append(Eligibility(node.name, ok, why, lag, node.status))
+    return out
+
+
+def change_leader(
+    cluster_name: str,
+    target_name: str,
+    *,
+    actor: services.Actor,
+    reason: str,
+    expected_term: int | None = None,
+    expected_leader: str | None = None,
+    timeout: float = 10.0,
+) -> RoleChange:
+    """Make `target_name` the leader without losing a committed event, or refuse with why."""
+    with transaction.atomic():
+        cluster = Cluster.objects.select_for_update().get(name=cluster_name)
+        now = timezone.now()
+        _check_expectations(cluster, expected_term, expected_leader)
+        if cluster.switchover_target_id and cluster.switchover_deadline and cluster.switchover_deadline > now:
+            raise InFlight(
+                f"a switchover of {cluster.name} to {cluster.switchover_target} is in flight; "
+                "wait for it to finish"
+            )
+        target = Node.objects.filter(name=target_name, cluster=cluster).first()
+        if target is None:
+            raise services.NotInCluster(f"node {target_name} is not a node of cluster {cluster.name}")
+        if target.role == NodeRole.LEADER:
+            raise services.NotEligible(f"{target.name} is already the leader of {cluster.name}")
+        leader = cluster.leader
+        if leader is None or not is_live(leader, cluster, now):
+            return _assign_without_live_leader(cluster, target, actor, reason)
+        if not is_live(target, cluster, now):
+            raise services.NotEligible(
+                f"{target.name} is {target.get_status_display().lower()} (no heartbeat for "
+                f"{cluster.failover_timeout:.1f} s): start it first"
+            )
+        lag = leader.archived_position - target.archived_position
+        if lag > MAX_LAG_TO_START:
+            raise Lagging(f"{target.name} is {lag} events behind {leader.name}; let it catch up first")
+        started = now
+        cluster.switchover_target = target
+        cluster.switchover_deadline = now + timedelta(seconds=timeout)
+        cluster.save(update_fields=["switchover_target", "switchover_deadline"])
+        term = cluster.term
+    try:
+        final = _wait_for_catch_up(cluster.pk, leader.pk, target.pk, started, timeout)
+        return services.assign_leader(
+            cluster_name,
+            target_name,
+            actor=actor,
+            reason=f"{reason} (switchover at position {final})",
+            expected_term=term,
+        )
+    finally:
+        Cluster.objects.filter(pk=cluster.pk, switchover_target=target).update(
+            switchover_target=None, switchover_deadline=None
+        )
+
+
+def _check_expectations(cluster: Cluster, expected_term: int | None, expected_leader: str | None) -> None:
+    if expected_term is not None and cluster.term != expected_term:
+        raise services.StaleExpectation(
+            f"cluster {cluster.name} is at term {cluster.term}, not {expected_term}: reload and try again"
+        )
+    current = cluster.leader.name if cluster.leader else None
+    if expected_leader is not None and current != expected_leader:
+        raise services.StaleExpectation(
+            f"the leader of {cluster.name} is {current or 'nobody'}, not {expected_leader}: reload and try again"
+        )
+
+
+def _assign_without_live_leader(cluster, target, actor, reason) -> RoleChange:
+    ahead = (
+        cluster.nodes.exclude(pk=target.pk)
+        .exclude(status=NodeStatus.REMOVED)
+        .filter(archived_position__gt=target.archived_position)
+        .order_by("-archived_position")
+        .first()
+    )
+    if ahead is not None:
+        raise Lagging(
+            f"{target.name} has archived {target.archived_position} events but {ahead.name} has "
+            f"{ahead.archived_position}: choosing {target.name} could drop committed events"
+        )
+    return services.assign_leader(cluster, target, actor=actor, reason=reason, expected_term=cluster.term)
+
+
+def _wait_for_catch_up(cluster_id: int, leader_id: int, target_id: int, started, timeout: float) -> int:
+    """Until the paused leader reports its final position and the target has archived it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        leader = Node.objects.get(pk=leader_id)
+        target = Node.objects.get(pk=target_id)
+        paused = leader.status == NodeStatus.DRAINING and leader.last_heartbeat and leader.last_heartbeat > started
+        if paused and target.last_heartbeat > leader.last_heartbeat and target.archived_position >= leader.archived_position:
+            return leader.archived_position
+        if time.monotonic() > deadline:
+            if not paused:
+                raise services.NotEligible(
+                    f"leader {leader.name} did not pause within {timeout:.0f} s; switchover abandoned"
+                )
+            raise Lagging(
+                f"{target.name} reached {target.archived_position} of {leader.archived_position} "
+                f"within {timeout:.0f} s; switchover abandoned, {leader.name} stays leader"
+            )
+        time.sleep(0.05)
