@@ -640,12 +640,12 @@ class Engine:
 
     @property
     def running_hash(self) -> int:
-        """A cheap hash chained over every applied event (a signed 64-bit int).
+        """A cheap hash chained over every applied event (an unsigned 64-bit int).
 
         It hashes tuples of ints only (``hash`` of ints and tuples is not salted per
         process, unlike str/bytes), so it is equal on every node running the same
         CPython minor version; string fields are covered by ``digest``."""
-        return self._hash
+        return self._hash & 0xFFFF_FFFF_FFFF_FFFF
 
     def digest(self) -> str:
         """SHA-256 (hex) of the canonical state: position, order id counter, instruments
