@@ -118,9 +118,9 @@ class TestCluster:
 @pytest.fixture
 def make_cluster(live_server, tmp_path) -> Iterator[Callable[..., TestCluster]]:
     made: list[TestCluster] = []
-    redis = redis_lib.Redis.from_url(settings.REDIS_URL)
 
     def make(size: int = 3, replica_count: int = 2, **env: str) -> TestCluster:
+        redis = redis_lib.Redis.from_url(settings.REDIS_URL)
         name = f"t{uuid.uuid4().hex[:10]}"
         cluster = Cluster.objects.create(
             name=name,
@@ -150,13 +150,173 @@ def make_cluster(live_server, tmp_path) -> Iterator[Callable[..., TestCluster]]:
 
     for test_cluster in made:
         test_cluster.nodes.stop_all()
-        for client in test_cluster.clients:
-            client.close()
-        for key in redis.scan_iter(match=keys(test_cluster.name).pattern, count=1000):
-            redis.delete(key)
+        redis = test_cluster.redis
+        try:
+            for client in test_cluster.clients:
+                client.close()
+            for key in redis.scan_iter(match=keys(test_cluster.name).pattern, count=1000):
+                redis.delete(key)
+        except redis_lib.RedisError:
+            pass  # a private Redis already stopped
         with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
             for location in test_cluster.locations.values():
                 dbname = location.rsplit("/", 1)[1]
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
                 )
+
+
+@pytest.fixture
+def supervisor(live_server):
+    """The supervisor's cycle every 0.2 s in a thread of the test process (its database)."""
+    import threading
+
+    from django.db import connection
+
+    from controlplane.clusters.supervisor import run_all
+
+    stop = threading.Event()
+    log: list[str] = []
+
+    def loop() -> None:
+        try:
+            while not stop.is_set():
+                log.extend(status for status in run_all() if "no action" not in status)
+                stop.wait(0.2)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, name="test-supervisor", daemon=True)
+    thread.start()
+    yield log
+    stop.set()
+    thread.join(5)
+
+
+@pytest.fixture
+def private_redis(tmp_path, settings):
+    """A Redis server of this test's own (to flush or kill), on a free port; the control
+    plane and the nodes started after this fixture use it."""
+    import shutil
+    import socket
+    import subprocess
+
+    from controlplane.clusters import streams
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    server = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis_lib.Redis.from_url(url)
+    wait_until(lambda: _pings(client), 10, f"the private Redis on port {port}")
+    settings.REDIS_URL = url
+    streams.connection.cache_clear()
+    yield url
+    server.terminate()  # by its own pid
+    server.wait(10)
+    streams.connection.cache_clear()
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except redis_lib.RedisError:
+        return False
+
+
+class SteadyLoad:
+    """A client thread that keeps submitting orders and retries each batch, with the same
+    sequence numbers, until it is committed: what a real client does across a failover."""
+
+    def __init__(self, cluster: TestCluster, symbol: str = "ACME", batch: int = 20) -> None:
+        import threading
+
+        self.client = cluster.client(timeout=2.0)
+        self.symbol = symbol
+        self.batch = batch
+        self.committed: dict[int, object] = {}  # client_seq -> CommandResult
+        self.batches: list[tuple[float, int]] = []  # (monotonic time, highest position) per batch
+        self.retries = 0
+        self.errors: list[str] = []
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="steady-load", daemon=True)
+
+    def start(self) -> SteadyLoad:
+        self.thread.start()
+        return self
+
+    def run(self) -> None:
+        from nodes.client import CommitTimeout
+        from nodes.engine import PlaceOrder
+
+        client, counter = self.client, 0
+        while not self.stop_event.is_set():
+            commands = []
+            for _ in range(self.batch):
+                counter += 1
+                commands.append(
+                    PlaceOrder(client_id=client.client_id, client_seq=client.next_seq(),
+                               account=f"acct{counter % 4}", symbol=self.symbol,
+                               side=(1, 2)[counter % 2], qty=1 + counter % 7,
+                               price=1000 + (counter % 11) - 5)
+                )  # fmt: skip
+            while True:
+                try:
+                    results = client.submit_many(commands, timeout=2.0)
+                    break
+                except CommitTimeout:
+                    self.retries += 1
+                    if self.stop_event.is_set():
+                        return
+                except Exception as error:  # Redis flushed mid-call, etc.: retry like a client
+                    self.errors.append(repr(error))
+                    self.retries += 1
+                    time.sleep(0.2)
+                    if self.stop_event.is_set():
+                        return
+            for command, result in zip(commands, results, strict=True):
+                self.committed[command.client_seq] = result
+            self.batches.append((time.monotonic(), max(r.first_position for r in results)))
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(30)
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> None:
+        wait_until(lambda: len(self.committed) >= count, timeout, f"{count} committed commands")
+
+
+def first_commit_of_term(load: SteadyLoad, location: str, term: int) -> float | None:
+    """When the load first got a result at a position the given term wrote."""
+    from nodes.rejoin import term_ranges
+
+    with PostgresEventLog(location) as log:
+        starts = [first for t, first, _last in term_ranges(log) if t == term]
+    if not starts:
+        return None
+    return next((at for at, position in load.batches if position >= starts[0]), None)
+
+
+def assert_each_committed_command_once(load: SteadyLoad, location: str) -> None:
+    """Every command that got a committed result was executed exactly once in the log."""
+    from nodes.engine import OrderAccepted, OrderRejected
+
+    executions: dict[int, list[int]] = {}
+    with PostgresEventLog(location) as log:
+        for batch in log.read(1):
+            for entry, event in zip(batch, decode_events([e.payload for e in batch]), strict=True):
+                if isinstance(event, OrderAccepted | OrderRejected) and event.client_id == load.client.client_id:
+                    executions.setdefault(event.client_seq, []).append(entry.position)
+    assert load.committed, "the load committed nothing"
+    for seq, result in load.committed.items():
+        positions = executions.get(seq, [])
+        assert len(positions) == 1, f"command {seq} executed {len(positions)} times"
+        assert positions[0] == result.first_position, f"command {seq} answered from another position"
