@@ -5,10 +5,18 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from controlplane.clusters import dashboard
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/v1/", include("controlplane.clusters.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("dashboard/<slug:name>/", dashboard.dashboard, name="cluster-dashboard"),
+    path(
+        "dashboard/<slug:name>/status.json",
+        dashboard.dashboard_status,
+        name="cluster-dashboard-status",
+    ),
 ]

@@ -6,6 +6,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
 from controlplane.clusters import services, switchover
 from controlplane.clusters.api.serializers import live_follower_count
@@ -66,7 +68,7 @@ class ClusterForm(forms.ModelForm):
 
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "term", "leader", "replica_count", "node_count"]
+    list_display = ["name", "status", "term", "leader", "replica_count", "node_count", "dashboard_link"]
     readonly_fields = ["term", "leader", "status", "created_at"]
     fields = [
         "name",
@@ -86,6 +88,12 @@ class ClusterAdmin(admin.ModelAdmin):
     @admin.display(description="nodes")
     def node_count(self, obj: Cluster) -> int:
         return obj.nodes.count()
+
+    @admin.display(description="dashboard")
+    def dashboard_link(self, obj: Cluster) -> str:
+        return format_html(
+            '<a href="{}">Dashboard</a>', reverse("cluster-dashboard", args=[obj.name])
+        )
 
     def has_change_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("clusters.operate_cluster")

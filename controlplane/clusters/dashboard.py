@@ -1,0 +1,124 @@
+"""The operators' dashboard: one self-refreshing page a cluster, and the JSON it polls."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+
+from controlplane.clusters.models import Cluster, Node
+from nodes import wire
+
+RECENT_ROLE_CHANGES = 10
+
+
+@cache
+def commit_redis() -> redis.Redis:
+    # Not streams.connection(): the page polls every second, so a Redis that hangs must
+    # turn into "unavailable" in the JSON within a second, not into blocked workers.
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def commit_info(cluster_name: str, now: datetime) -> dict[str, Any]:
+    """The leader's commit hash, or why there is none: `state` is ok, missing or redis_down."""
+    try:
+        raw = commit_redis().hgetall(wire.commit_key(cluster_name))
+    except redis.RedisError as error:
+        return {"state": "redis_down", "message": f"Redis is unavailable: {error}"}
+    if not raw:
+        return {"state": "missing", "message": "No leader has reported a commit position yet."}
+    values = {key.decode(): value.decode() for key, value in raw.items()}
+    updated_ns = _int(values.get("updated_ns"))
+    return {
+        "state": "ok",
+        "message": "",
+        "term": _int(values.get("term")),
+        "leader": values.get("leader", ""),
+        "commit_position": _int(values.get("commit_position")),
+        "leader_position": _int(values.get("leader_position")),
+        "replica_count": _int(values.get("replica_count")),
+        "live_followers": [name for name in values.get("live_followers", "").split(",") if name],
+        "age": None if updated_ns is None else round(now.timestamp() - updated_ns / 1e9, 3),
+    }
+
+
+def node_row(node: Node, leader_position: int | None, now: datetime) -> dict[str, Any]:
+    heartbeat_age = (now - node.last_heartbeat).total_seconds() if node.last_heartbeat else None
+    return {
+        "name": node.name,
+        "role": node.role,
+        "status": node.status,
+        "archived_position": node.archived_position,
+        "applied_position": node.applied_position,
+        "lag": None if leader_position is None else leader_position - node.archived_position,
+        "heartbeat_age": None if heartbeat_age is None else round(heartbeat_age, 3),
+        "status_message": node.status_message,
+        "state_hash": node.state_hash,
+        "state_hash_position": node.state_hash_position,
+    }
+
+
+def cluster_status(cluster: Cluster) -> dict[str, Any]:
+    """Everything the dashboard shows, as plain values."""
+    now = timezone.now()
+    nodes = list(cluster.nodes.order_by("name"))
+    leader = next((node for node in nodes if node.pk == cluster.leader_id), None)
+    leader_position = leader.archived_position if leader else None
+    changes = cluster.role_changes.select_related("old_leader", "new_leader").order_by("-term")
+    return {
+        "cluster": {
+            "name": cluster.name,
+            "term": cluster.term,
+            "status": cluster.status,
+            "replica_count": cluster.replica_count,
+            "leader": leader.name if leader else None,
+            "failover_timeout": cluster.failover_timeout,
+        },
+        "commit": commit_info(cluster.name, now),
+        "nodes": [node_row(node, leader_position, now) for node in nodes],
+        "role_changes": [
+            {
+                "term": change.term,
+                "old": change.old_leader.name if change.old_leader else None,
+                "new": change.new_leader.name if change.new_leader else None,
+                "actor": change.actor,
+                "reason": change.reason,
+                "time": change.created_at.isoformat(),
+            }
+            for change in changes[:RECENT_ROLE_CHANGES]
+        ],
+        "server_time": now.isoformat(),
+    }
+
+
+@staff_member_required
+def dashboard(request: HttpRequest, name: str) -> HttpResponse:
+    cluster = get_object_or_404(Cluster, name=name)
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Dashboard of cluster {cluster.name}",
+        "cluster": cluster,
+        "opts": Cluster._meta,
+    }
+    return render(request, "clusters/dashboard.html", context)
+
+
+@staff_member_required
+def dashboard_status(request: HttpRequest, name: str) -> JsonResponse:
+    cluster = get_object_or_404(Cluster, name=name)
+    return JsonResponse(cluster_status(cluster), headers={"Cache-Control": "no-store"})
