@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import struct
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
@@ -75,10 +76,9 @@ class PostgresEventLog:
             with conn.cursor() as cur:
                 cur.execute("BEGIN")
                 try:
+                    data = _binary_copy_data(entries)
                     with cur.copy(_COPY) as copy:
-                        copy.set_types(_COPY_TYPES)
-                        for entry in entries:
-                            copy.write_row(entry)
+                        copy.write(data)
                 except _CORRUPT as exc:
                     raise CorruptEntryError(
                         f"a field of the batch cannot be stored: {exc}"
@@ -236,6 +236,35 @@ class PostgresEventLog:
             return
         with contextlib.suppress(psycopg.Error):
             conn.execute("ROLLBACK")
+
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+# One tuple: 5 fields; four int8 (length 8) and the payload's length, then its bytes.
+_ROW_HEAD = struct.Struct("!hiqiqiqiqi").pack
+
+
+def _binary_copy_data(entries: Sequence[LogEntry]) -> bytes:
+    """The whole batch in PostgreSQL's binary COPY format, built in one pass.
+
+    psycopg's write_row costs about 5 us a row in Python; one struct.pack a row plus a
+    join is several times cheaper, and the append is on every node's hot path.
+    """
+    parts = [_COPY_HEADER]
+    append = parts.append
+    try:
+        for position, term, kind, timestamp, payload in entries:
+            append(_ROW_HEAD(5, 8, position, 8, term, 8, kind, 8, timestamp, len(payload)))
+            append(payload)
+    except struct.error as exc:
+        raise CorruptEntryError(f"a field of the batch cannot be stored: {exc}") from exc
+    except TypeError as exc:
+        raise CorruptEntryError(f"a field of the batch has the wrong type: {exc}") from exc
+    append(_COPY_TRAILER)
+    try:
+        return b"".join(parts)
+    except TypeError as exc:
+        raise CorruptEntryError(f"a payload is not bytes: {exc}") from exc
 
 
 def _validate_batch(entries: Sequence[LogEntry], tail_position: int, tail_term: int) -> None:

@@ -71,7 +71,7 @@ class Follower:
     def acknowledge(self) -> None:
         self.redis.xadd(
             self.acks_key,
-            {"n": self.node.config.name, "p": self.node.state.position, "t": self.term},
+            {"n": self.node.config.name, "p": self.node.state.archived, "t": self.term},
             maxlen=1000,
             approximate=True,
         )

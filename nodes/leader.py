@@ -93,7 +93,8 @@ class Leader:
         )
         self.tracker = CommitTracker(term=term, leader_position=node.state.position)
         self.pending: deque[PendingBatch] = deque()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards tracker and pending
+        self.deliver_lock = threading.Lock()  # one delivery at a time: commit never goes back
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
         self.commit_position = 0
@@ -226,10 +227,17 @@ class Leader:
         return commands
 
     def _hand_over(self, batch: PendingBatch) -> None:
+        replica_count = self.node.view.replica_count
         with self.lock:
             self.tracker.leader_position = self.node.state.position
             self.pending.append(batch)
-        self.wakeup.set()
+            committed = self.tracker.commit_position(replica_count) >= batch.last_position
+        if committed:
+            # The acks arrived before we got here (or R = 0): deliver now rather than
+            # wait for the commit thread's next wake-up.
+            self._deliver(replica_count)
+        else:
+            self.wakeup.set()
 
     def _publish(self, entries: list) -> bool:
         """Publish with the fence; False (entries held) when the fence is missing."""
@@ -305,6 +313,10 @@ class Leader:
             self.tracker.record_ack(node, position, term, now)
 
     def _deliver(self, replica_count: int) -> None:
+        with self.deliver_lock:
+            self._deliver_locked(replica_count)
+
+    def _deliver_locked(self, replica_count: int) -> None:
         with self.lock:
             commit = self.tracker.commit_position(replica_count)
             ready: list[PendingBatch] = []

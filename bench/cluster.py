@@ -1,0 +1,228 @@
+"""Benchmark of a local cluster: leader + 2 followers as Celery workers on this machine.
+
+Starts a control plane (runserver on a free port, the development database) and three
+node workers, then for replica counts R = 0, 1, 2 drives the leader with the load
+generator: first flat out for a fixed count, then at a fixed offered rate. Latency is
+measured from the moment a command batch was due (so a slow cluster cannot hide its
+queue) to the moment its committed result arrived. Prints a table; asserts nothing.
+
+    python bench/cluster.py [--count 200000] [--clients 2] [--batch 200] [--rate 10000]
+                            [--rate-seconds 10] [--replicas 0,1,2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+import psycopg  # noqa: E402
+import redis as redis_lib  # noqa: E402
+from django.conf import settings  # noqa: E402
+from psycopg import sql  # noqa: E402
+
+from archive import keys  # noqa: E402
+from controlplane.clusters import services  # noqa: E402
+from controlplane.clusters.models import Cluster, Node  # noqa: E402
+from nodes.client import ClusterClient  # noqa: E402
+from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, encode_command  # noqa: E402
+from nodes.local import LocalNodes  # noqa: E402
+
+SYMBOL = "BENCH"
+MID, TICK = 100_000, 5
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def command_batches(client_id: str, count: int, batch: int, seed: int) -> list[list[bytes]]:
+    """70% limit orders near the touch, 25% cancels, 5% marketable; pre-encoded."""
+    rng = random.Random(seed)
+    encoded, mine = [], []
+    for seq in range(1, count + 1):
+        r = rng.random()
+        if r < 0.25 and mine:
+            command = CancelOrder(client_id, seq, client_id, mine.pop(rng.randrange(len(mine))))
+        else:
+            side = rng.choice((1, 2))
+            offset = rng.randint(1, 20) * TICK if r < 0.95 else -rng.randint(1, 4) * TICK
+            price = MID - offset if side == 1 else MID + offset
+            command = PlaceOrder(client_id, seq, client_id, SYMBOL, side, rng.randint(1, 10), price)
+            mine.append(rng.randint(1, max(1, seq * 2)))  # a plausible engine order id
+        encoded.append(encode_command(command))
+    return [encoded[i : i + batch] for i in range(0, len(encoded), batch)]
+
+
+def client_process(args: tuple) -> dict:
+    cluster, redis_url, index, count, batch, rate, window = args
+    client = ClusterClient(cluster, redis_url, client_id=f"bench-{uuid.uuid4().hex[:6]}-{index}")
+    batches = command_batches(client.client_id, count, batch, seed=index)
+    due_at: dict[str, float] = {}
+    latencies: list[float] = []
+    interval = batch / rate if rate else 0.0
+    start = time.perf_counter()
+    next_due, sent = start, 0
+    while sent < len(batches) or due_at:
+        now = time.perf_counter()
+        while sent < len(batches) and len(due_at) < window and (not rate or now >= next_due):
+            due = next_due if rate else now
+            due_at[client.send_encoded(batches[sent])] = due
+            sent += 1
+            next_due += interval
+        wait = 0.05 if not rate else max(0.0005, min(0.05, next_due - time.perf_counter()))
+        for entry_id, results in client.receive(wait):
+            done = time.perf_counter()
+            latencies.extend([done - due_at.pop(entry_id)] * len(results))
+    end = time.perf_counter()
+    client.close()
+    return {"count": len(latencies), "start": start, "end": end, "latencies": latencies}
+
+
+def drive(cluster: str, redis_url: str, clients: int, count: int, batch: int, rate: float, window: int) -> dict:
+    per_client = count // clients
+    per_rate = rate / clients if rate else 0.0
+    jobs = [(cluster, redis_url, i, per_client, batch, per_rate, window) for i in range(clients)]
+    with multiprocessing.get_context("fork").Pool(clients) as pool:
+        results = pool.map(client_process, jobs)
+    latencies = sorted(x for r in results for x in r["latencies"])
+    elapsed = max(r["end"] for r in results) - min(r["start"] for r in results)
+    total = sum(r["count"] for r in results)
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+
+    return {
+        "commands": total,
+        "seconds": round(elapsed, 3),
+        "committed_per_s": round(total / elapsed),
+        "p50_ms": round(pct(0.50), 2),
+        "p99_ms": round(pct(0.99), 2),
+        "max_ms": round(latencies[-1] * 1000, 2),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+    }
+
+
+class LocalCluster:
+    """The control plane and three nodes of a throwaway cluster, cleaned up afterwards."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.name = f"bench-{uuid.uuid4().hex[:6]}"
+        self.workdir = workdir
+        self.port = free_port()
+        self.redis = redis_lib.Redis.from_url(settings.REDIS_URL)
+        cluster = Cluster.objects.create(name=self.name, replica_count=0, heartbeat_interval=0.5,
+                                         failover_timeout=5.0, lease=2.5)  # fmt: skip
+        self.names, self.secrets, self.locations = [], {}, []
+        server = "postgresql://postgres@127.0.0.1:5432"
+        for index in (1, 2, 3):
+            node = f"{self.name}-{index}"
+            location = f"{server}/tec_{self.name.replace('-', '_')}_{index}"
+            _, self.secrets[node] = services.register_node(name=node, cluster=cluster, archive_location=location)
+            self.names.append(node)
+            self.locations.append(location)
+        services.assign_leader(cluster, self.names[0], actor=services.Actor("bench"), reason="benchmark")
+        log = open(workdir / "web.log", "ab")  # noqa: SIM115 - lives as long as the server
+        self.web = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.nodes = LocalNodes(f"http://127.0.0.1:{self.port}", settings.REDIS_URL, workdir, env=env)
+        for node in self.names:
+            self.nodes.start(node, self.secrets[node])
+        self.wait(lambda: Node.objects.filter(cluster__name=self.name, status="live").count() == 3, 90, "3 live nodes")
+
+    @staticmethod
+    def wait(predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: timed out waiting for {what}")
+            time.sleep(0.2)
+
+    def set_replica_count(self, count: int) -> None:
+        Cluster.objects.filter(name=self.name).update(replica_count=count)
+        time.sleep(1.5)  # three heartbeat intervals: every node has the new value
+
+    def close(self) -> None:
+        self.nodes.stop_all()
+        self.web.terminate()
+        self.web.wait(10)
+        for key in self.redis.scan_iter(match=keys(self.name).pattern, count=1000):
+            self.redis.delete(key)
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            for location in self.locations:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(location.rsplit("/", 1)[1])))  # fmt: skip
+        Node.objects.filter(cluster__name=self.name).delete()
+        Cluster.objects.filter(name=self.name).delete()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=200_000, help="commands per flat-out run")
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--batch", type=int, default=200, help="commands per client batch (flat out)")
+    parser.add_argument("--window", type=int, default=8, help="batches in flight per client (flat out)")
+    parser.add_argument("--rate", type=float, default=10_000, help="offered commands/s for the latency run")
+    parser.add_argument("--rate-batch", type=int, default=10, help="commands per batch at the fixed rate")
+    parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of the fixed-rate run")
+    parser.add_argument("--replicas", default="0,1,2", help="replica counts to measure")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    replicas = [int(r) for r in args.replicas.split(",")]
+    env = {"NODE_SNAPSHOT_EVERY": "0", "NODE_GC": os.environ.get("NODE_GC", "freeze")}
+    workdir = Path(tempfile.mkdtemp(prefix="tec-bench-"))
+    say = (lambda *a: None) if args.json else print
+    say(f"starting a control plane and 3 nodes (logs in {workdir}) ...")
+    cluster = LocalCluster(workdir, env)
+    rows = []
+    try:
+        setup = ClusterClient(cluster.name, settings.REDIS_URL, client_id="bench-setup", timeout=30)
+        setup.submit(AddInstrument("bench-setup", 1, SYMBOL, tick_size=TICK, lot_size=1))
+        for r in replicas:
+            cluster.set_replica_count(r)
+            say(f"R={r}: {args.count} commands flat out ...")
+            flat = drive(cluster.name, settings.REDIS_URL, args.clients, args.count, args.batch, 0, args.window)
+            count = int(args.rate * args.rate_seconds)
+            say(f"R={r}: {count} commands at {args.rate:.0f}/s offered ...")
+            paced = drive(cluster.name, settings.REDIS_URL, args.clients, count, args.rate_batch, args.rate, 10_000)
+            rows.append({"replica_count": r, "flat_out": flat, "fixed_rate": {"offered_per_s": args.rate, **paced}})
+    finally:
+        cluster.close()
+    if args.json:
+        print(json.dumps({"clients": args.clients, "batch": args.batch, "gc": env["NODE_GC"], "rows": rows}))
+        return
+    print()
+    print(f"Local cluster: leader + 2 followers, {args.clients} client processes, GC policy {env['NODE_GC']}")
+    print("| R | flat out: committed cmd/s | p50 ms | p99 ms | max ms "
+          f"| {args.rate:,.0f}/s offered: achieved | p50 ms | p99 ms | max ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        f, p = row["flat_out"], row["fixed_rate"]
+        print(f"| {row['replica_count']} | {f['committed_per_s']:,} | {f['p50_ms']} | {f['p99_ms']} | {f['max_ms']} "
+              f"| {p['committed_per_s']:,} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} |")
+
+
+if __name__ == "__main__":
+    main()
