@@ -12,6 +12,7 @@ result is never sent before its commit.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -27,10 +28,21 @@ log = logging.getLogger(__name__)
 
 
 OLD_STREAM_TTL_S = 600
+OUTBOX_SIZE = 2
 
 
 class SteppedDown(Exception):
     """The leader found it may not lead any more (fenced, or a newer term exists)."""
+
+
+@dataclass
+class OutBatch:
+    """Processed by the loop thread, to be archived and published by the archive thread."""
+
+    entries: list
+    per_entry: list  # (stream entry id, reply key, [(status, first, count, duplicate)])
+    stream_ids: list[bytes]
+    last_position: int
 
 
 @dataclass
@@ -102,10 +114,15 @@ class Leader:
             target=self._commit_loop, name=f"commit-{node.config.name}", daemon=True
         )
         self.claimed: list = []
-        # Archived but refused by a missing fence (Redis lost it): published first, once
-        # the control plane has restored the fence. Our state already includes them.
-        self.unpublished: list = []
-        self.unpublished_replies: PendingBatch | None = None
+        # Batches processed by the loop thread, waiting for the archive thread: the
+        # loop goes on with the next batch while the last one is committed to disk.
+        self.outbox: queue.Queue[OutBatch] = queue.Queue(maxsize=OUTBOX_SIZE)
+        self.closing = threading.Event()
+        self.failure: BaseException | None = None
+        self.note = ""  # a condition the archive thread reports (fence missing)
+        self.archiver = threading.Thread(
+            target=self._archive_loop, name=f"archive-{node.config.name}", daemon=True
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -129,27 +146,42 @@ class Leader:
             self.claimed.extend(entry for entry in claimed if entry[1])
             if start_id in (b"0-0", "0-0"):
                 break
+        self.archiver.start()
         self.committer.start()
 
     def stop(self) -> None:
+        """Archive and publish the batches already processed, then stop both threads."""
+        self.closing.set()
+        if self.archiver.is_alive():
+            self.archiver.join(timeout=30)
         self.stopping.set()
         self.wakeup.set()
         if self.committer.is_alive():
             self.committer.join(timeout=5)
 
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every processed batch is archived (before a snapshot)."""
+        deadline = time.monotonic() + timeout
+        while (self.outbox.unfinished_tasks or not self.outbox.empty()) and time.monotonic() < deadline:
+            if self.failure is not None:
+                raise self.failure
+            time.sleep(0.005)
+
     # -- the loop thread ---------------------------------------------------------------
 
     def cycle(self) -> str:
         """Process one batch of commands; returns what happened, as a sentence."""
-        if self.unpublished:
-            return self._publish_held()
+        if self.failure is not None:
+            raise self.failure
+        if self.note:
+            time.sleep(0.05)
+            return self.note
         if self.claimed:
-            entries, self.claimed = self.claimed[: self.node.config.batch_size], self.claimed[
-                self.node.config.batch_size :
-            ]
+            size = self.node.config.batch_size
+            entries, self.claimed = self.claimed[:size], self.claimed[size:]
         else:
             with self.lock:
-                waiting = bool(self.pending)
+                waiting = bool(self.pending) or not self.outbox.empty()
             reply = self.redis.xreadgroup(
                 wire.LEADER_GROUP,
                 self.node.config.name,
@@ -161,12 +193,14 @@ class Leader:
         if not entries:
             return f"leader of term {self.term}: idle at position {self.node.state.position}"
         count = self._process(entries)
+        self.node.after_batch()
         return (
             f"leader of term {self.term}: {count} commands to position {self.node.state.position}, "
             f"committed up to {self.commit_position}"
         )
 
     def _process(self, entries: list) -> int:
+        """handle+apply every command of the batch; the archive thread takes it from here."""
         state = self.node.state
         engine = state.engine
         now = time.time_ns()
@@ -193,43 +227,69 @@ class Leader:
                 events = engine.process(command)
                 commands += 1
                 events_all.extend(events)
-                results.append((wire.RESULT_COMMITTED, start, len(events), events))
+                duplicate = events[0] if isinstance(events[0], CommandDuplicate) else None
+                results.append((wire.RESULT_COMMITTED, start, len(events), duplicate))
             per_entry.append((entry_id, reply_to, results))
-        entries_out = state.entries_for(events_all, self.term, now, first_position)
-        published = True
-        if entries_out:
-            state.append(entries_out)
-            published = self._publish(entries_out)
-        payload_at = {entry.position: entry.payload for entry in entries_out}
+        batch = OutBatch(
+            entries=state.entries_for(events_all, self.term, now, first_position),
+            per_entry=per_entry,
+            stream_ids=[entry_id for entry_id, _ in entries],
+            last_position=engine.position,
+        )
+        while True:  # bounded queue: the loop runs at most OUTBOX_SIZE batches ahead
+            if self.failure is not None:
+                raise self.failure
+            try:
+                self.outbox.put(batch, timeout=0.1)
+                return commands
+            except queue.Full:
+                continue
+
+    # -- the archive thread: append, publish, hand over to the commit thread ------------
+
+    def _archive_loop(self) -> None:
+        while True:
+            try:
+                batch = self.outbox.get(timeout=0.1)
+            except queue.Empty:
+                if self.closing.is_set():
+                    return
+                continue
+            try:
+                self._archive(batch)
+            except Exception as error:  # the loop thread re-raises it and the node recovers
+                self.failure = error
+                log.warning("archive thread stopped: %s: %s", type(error).__name__, error)
+                return
+            finally:
+                self.outbox.task_done()
+
+    def _archive(self, batch: OutBatch) -> None:
+        state = self.node.state
+        if batch.entries:
+            state.append(batch.entries)
+            self._publish(batch.entries)
+        payload_at = {entry.position: entry.payload for entry in batch.entries}
         replies = []
-        for entry_id, reply_to, results in per_entry:
+        for entry_id, reply_to, results in batch.per_entry:
             out = []
             for status, start, count, detail in results:
                 if status == wire.RESULT_MALFORMED:
                     out.append([status, 0, [], detail])
-                    continue
-                payloads = [payload_at[p] for p in range(start, start + count)]
-                if count == 1 and isinstance(detail[0], CommandDuplicate):
-                    original = detail[0]
-                    payloads = self._original_result(original)
-                    status, start = wire.RESULT_DUPLICATE, original.original_position
-                out.append([status, start, payloads, ""])
+                elif detail is not None:  # a duplicate: answer with the original result
+                    payloads = self._original_result(detail)
+                    out.append([wire.RESULT_DUPLICATE, detail.original_position, payloads, ""])
+                else:
+                    out.append([status, start, [payload_at[p] for p in range(start, start + count)], ""])
             replies.append((reply_to, wire.encode([entry_id.decode(), out])))
-        batch = PendingBatch(
-            last_position=engine.position,
-            replies=replies,
-            stream_ids=[entry_id for entry_id, _ in entries],
+        self._hand_over(
+            PendingBatch(last_position=batch.last_position, replies=replies, stream_ids=batch.stream_ids)
         )
-        if published:
-            self._hand_over(batch)
-        else:
-            self.unpublished_replies = batch
-        return commands
 
     def _hand_over(self, batch: PendingBatch) -> None:
         replica_count = self.node.view.replica_count
         with self.lock:
-            self.tracker.leader_position = self.node.state.position
+            self.tracker.leader_position = batch.last_position
             self.pending.append(batch)
             committed = self.tracker.commit_position(replica_count) >= batch.last_position
         if committed:
@@ -239,30 +299,24 @@ class Leader:
         else:
             self.wakeup.set()
 
-    def _publish(self, entries: list) -> bool:
-        """Publish with the fence; False (entries held) when the fence is missing."""
-        try:
-            self.publisher.publish(self.term, entries)
-        except FencedError as error:
-            if error.current_fence is not None:
-                raise SteppedDown(f"publish refused: {error}") from error
-            self.unpublished = list(entries)
-            return False
-        return True
-
-    def _publish_held(self) -> str:
-        if not self._publish(self.unpublished):
-            time.sleep(0.05)
-            return (
-                f"leader of term {self.term}: the fence is missing in Redis; holding "
-                f"{len(self.unpublished)} archived events until the control plane restores it"
-            )
-        count = len(self.unpublished)
-        self.unpublished = []
-        if self.unpublished_replies is not None:
-            self._hand_over(self.unpublished_replies)
-            self.unpublished_replies = None
-        return f"leader of term {self.term}: fence restored, published {count} held events"
+    def _publish(self, entries: list) -> None:
+        """Publish with the fence. A missing fence (Redis lost it) holds the batch, and
+        everything behind it, until the control plane restores the fence; a fence at
+        another term means a newer leader exists: step down."""
+        while True:
+            try:
+                self.publisher.publish(self.term, entries)
+                self.note = ""
+                return
+            except FencedError as error:
+                if error.current_fence is not None:
+                    raise SteppedDown(f"publish refused: {error}") from error
+                self.note = (
+                    f"leader of term {self.term}: the fence is missing in Redis; holding "
+                    f"{len(entries)} archived events until the control plane restores it"
+                )
+                if self.stopping.wait(0.05):
+                    raise SteppedDown("stopped while the fence was missing") from error
 
     def _original_result(self, duplicate: CommandDuplicate) -> list[bytes]:
         start = duplicate.original_position

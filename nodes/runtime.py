@@ -234,6 +234,8 @@ class Node:
 
     def _take_snapshot(self) -> None:
         self.snapshot_requested.clear()
+        if isinstance(self.role, Leader):
+            self.role.flush()  # the snapshot's position must be in the archive already
         self.last_snapshot_status = self.state.take_snapshot(self.view.term)
         log.info("%s", self.last_snapshot_status)
         self.snapshot_done.set()
