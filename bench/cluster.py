@@ -42,6 +42,7 @@ from psycopg import sql  # noqa: E402
 from archive import keys  # noqa: E402
 from controlplane.clusters import services  # noqa: E402
 from controlplane.clusters.models import Cluster, Node  # noqa: E402
+from nodes import wire  # noqa: E402
 from nodes.client import ClusterClient  # noqa: E402
 from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, encode_command  # noqa: E402
 from nodes.local import LocalNodes  # noqa: E402
@@ -75,26 +76,64 @@ def command_batches(client_id: str, count: int, batch: int, seed: int) -> list[l
 
 
 def client_process(args: tuple) -> dict:
+    """One client connection: a sender thread adds command batches to the command stream
+    (as fast as the window allows, or when each is due at the offered rate) while this
+    thread collects the results from the client's reply list."""
+    import threading
+
     cluster, redis_url, index, count, batch, rate, window = args
     client = ClusterClient(cluster, redis_url, client_id=f"bench-{uuid.uuid4().hex[:6]}-{index}")
+    sender_redis = redis_lib.Redis.from_url(redis_url)
     batches = command_batches(client.client_id, count, batch, seed=index)
     due_at: dict[str, float] = {}
+    arrived: dict[str, tuple[float, int]] = {}  # replies that beat the sender's bookkeeping
     latencies: list[float] = []
-    interval = batch / rate if rate else 0.0
+    slots = threading.Semaphore(window)
+    lock = threading.Lock()
     start = time.perf_counter()
-    next_due, sent = start, 0
-    while sent < len(batches) or due_at:
-        now = time.perf_counter()
-        while sent < len(batches) and len(due_at) < window and (not rate or now >= next_due):
-            due = next_due if rate else now
-            due_at[client.send_encoded(batches[sent])] = due
-            sent += 1
+
+    def record(entry_id: str, done: float, results: int) -> None:
+        latencies.extend([done - due_at.pop(entry_id)] * results)
+        slots.release()
+
+    def send() -> None:
+        interval = batch / rate if rate else 0.0
+        next_due = start
+        for commands in batches:
+            if rate:
+                delay = next_due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            slots.acquire()
+            due = next_due if rate else time.perf_counter()
+            entry_id = sender_redis.xadd(client.commands_key, {"r": client.reply_key, "c": wire.encode(commands)})
+            with lock:
+                due_at[entry_id.decode()] = due
+                early = arrived.pop(entry_id.decode(), None)
+                if early:
+                    record(entry_id.decode(), *early)
             next_due += interval
-        wait = 0.05 if not rate else max(0.0005, min(0.05, next_due - time.perf_counter()))
-        for entry_id, results in client.receive(wait):
-            done = time.perf_counter()
-            latencies.extend([done - due_at.pop(entry_id)] * len(results))
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    expected = len(batches)
+    received = 0
+    while received < expected:
+        reply = client.redis.blpop([client.reply_key], timeout=10)
+        if reply is None:
+            raise SystemExit(f"bench: client {index} got no result for 10 s")
+        done = time.perf_counter()
+        messages = [reply[1], *(client.redis.lpop(client.reply_key, 1000) or [])]
+        for message in messages:
+            entry_id, results = wire.decode(message)
+            received += 1
+            with lock:
+                if entry_id in due_at:
+                    record(entry_id, done, len(results))
+                else:
+                    arrived[entry_id] = (done, len(results))
     end = time.perf_counter()
+    sender.join()
     client.close()
     return {"count": len(latencies), "start": start, "end": end, "latencies": latencies}
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 OLD_STREAM_TTL_S = 600
-OUTBOX_SIZE = 2
+OUTBOX_SIZE = 8
 
 
 class SteppedDown(Exception):
@@ -110,6 +110,7 @@ class Leader:
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
         self.commit_position = 0
+        self._status_at = 0.0  # when the commit hash was last written
         self.committer = threading.Thread(
             target=self._commit_loop, name=f"commit-{node.config.name}", daemon=True
         )
@@ -250,26 +251,43 @@ class Leader:
     def _archive_loop(self) -> None:
         while True:
             try:
-                batch = self.outbox.get(timeout=0.1)
+                batches = [self.outbox.get(timeout=0.1)]
             except queue.Empty:
                 if self.closing.is_set():
                     return
                 continue
+            # Group commit: whatever the loop thread processed while the last append was
+            # on its way to disk goes to disk together, in one transaction and one entry.
+            while True:
+                try:
+                    batches.append(self.outbox.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self._archive(batch)
+                self._archive(batches)
             except Exception as error:  # the loop thread re-raises it and the node recovers
                 self.failure = error
                 log.warning("archive thread stopped: %s: %s", type(error).__name__, error)
                 return
             finally:
-                self.outbox.task_done()
+                for _ in batches:
+                    self.outbox.task_done()
 
-    def _archive(self, batch: OutBatch) -> None:
-        state = self.node.state
-        if batch.entries:
-            state.append(batch.entries)
-            self._publish(batch.entries)
-        payload_at = {entry.position: entry.payload for entry in batch.entries}
+    def _archive(self, batches: list[OutBatch]) -> None:
+        entries = [entry for batch in batches for entry in batch.entries]
+        if entries:
+            self.node.state.append(entries)
+            self._publish(entries)
+        payload_at = {entry.position: entry.payload for entry in entries}
+        self._hand_over(
+            PendingBatch(
+                last_position=batches[-1].last_position,
+                replies=[reply for batch in batches for reply in self._replies(batch, payload_at)],
+                stream_ids=[entry_id for batch in batches for entry_id in batch.stream_ids],
+            )
+        )
+
+    def _replies(self, batch: OutBatch, payload_at: dict[int, bytes]) -> list[tuple[str, bytes]]:
         replies = []
         for entry_id, reply_to, results in batch.per_entry:
             out = []
@@ -282,9 +300,7 @@ class Leader:
                 else:
                     out.append([status, start, [payload_at[p] for p in range(start, start + count)], ""])
             replies.append((reply_to, wire.encode([entry_id.decode(), out])))
-        self._hand_over(
-            PendingBatch(last_position=batch.last_position, replies=replies, stream_ids=batch.stream_ids)
-        )
+        return replies
 
     def _hand_over(self, batch: PendingBatch) -> None:
         replica_count = self.node.view.replica_count
@@ -377,6 +393,10 @@ class Leader:
             while self.pending and self.pending[0].last_position <= commit:
                 ready.append(self.pending.popleft())
             live = self.tracker.live_followers(time.monotonic(), self.node.view.failover_timeout)
+        now = time.monotonic()
+        if not ready and commit == self.commit_position and now - self._status_at < 0.5:
+            return  # nothing to deliver, and the status hash is fresh enough
+        self._status_at = now
         if commit > self.commit_position:
             self.commit_position = commit
         with self.redis.pipeline(transaction=False) as pipe:
