@@ -138,6 +138,51 @@ def client_process(args: tuple) -> dict:
     return {"count": len(latencies), "start": start, "end": end, "latencies": latencies}
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def pids_named(name: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class CpuMeter:
+    """CPU seconds used by each part of the system during a run, from /proc (read only)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.before = self.sample()
+        self.children_before = os.times().children_user + os.times().children_system
+        self.started = time.perf_counter()
+
+    def sample(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()}
+
+    def shares(self) -> dict[str, float]:
+        """Per part, the average number of cores it kept busy (1.0 = one core)."""
+        elapsed = time.perf_counter() - self.started
+        after = self.sample()
+        out = {name: round((after[name] - self.before[name]) / elapsed, 2) for name in self.groups}
+        children = os.times().children_user + os.times().children_system - self.children_before
+        out["clients"] = round(children / elapsed, 2)
+        return out
+
+
 def drive(cluster: str, redis_url: str, clients: int, count: int, batch: int, rate: float, window: int) -> dict:
     per_client = count // clients
     per_rate = rate / clients if rate else 0.0
@@ -199,6 +244,16 @@ class LocalCluster:
                 raise SystemExit(f"bench: timed out waiting for {what}")
             time.sleep(0.2)
 
+    def cpu_groups(self) -> dict[str, list[int]]:
+        pids = [self.nodes.processes[name].pid for name in self.names]
+        return {
+            "leader": pids[:1],
+            "followers": pids[1:],
+            "control plane": [self.web.pid],
+            "postgresql": pids_named("postgres"),
+            "redis": pids_named("redis-server"),
+        }
+
     def set_replica_count(self, count: int) -> None:
         Cluster.objects.filter(name=self.name).update(replica_count=count)
         time.sleep(1.5)  # three heartbeat intervals: every node has the new value
@@ -242,10 +297,14 @@ def main() -> None:
         for r in replicas:
             cluster.set_replica_count(r)
             say(f"R={r}: {args.count} commands flat out ...")
+            meter = CpuMeter(cluster.cpu_groups())
             flat = drive(cluster.name, settings.REDIS_URL, args.clients, args.count, args.batch, 0, args.window)
+            flat["cores_busy"] = meter.shares()
             count = int(args.rate * args.rate_seconds)
             say(f"R={r}: {count} commands at {args.rate:.0f}/s offered ...")
+            meter = CpuMeter(cluster.cpu_groups())
             paced = drive(cluster.name, settings.REDIS_URL, args.clients, count, args.rate_batch, args.rate, 10_000)
+            paced["cores_busy"] = meter.shares()
             rows.append({"replica_count": r, "flat_out": flat, "fixed_rate": {"offered_per_s": args.rate, **paced}})
     finally:
         cluster.close()
@@ -261,6 +320,12 @@ def main() -> None:
         f, p = row["flat_out"], row["fixed_rate"]
         print(f"| {row['replica_count']} | {f['committed_per_s']:,} | {f['p50_ms']} | {f['p99_ms']} | {f['max_ms']} "
               f"| {p['committed_per_s']:,} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} |")
+    print()
+    print("Cores kept busy during each run (2 cores in all; where the time goes):")
+    for row in rows:
+        for label, run in (("flat out", row["flat_out"]), (f"{args.rate:,.0f}/s", row["fixed_rate"])):
+            parts = ", ".join(f"{name} {share:.2f}" for name, share in run["cores_busy"].items())
+            print(f"  R={row['replica_count']} {label}: {parts} (total {sum(run['cores_busy'].values()):.2f})")
 
 
 if __name__ == "__main__":

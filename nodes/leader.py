@@ -181,14 +181,14 @@ class Leader:
             size = self.node.config.batch_size
             entries, self.claimed = self.claimed[:size], self.claimed[size:]
         else:
-            with self.lock:
-                waiting = bool(self.pending) or not self.outbox.empty()
+            # A new command wakes the read at once; delivery is the commit thread's job,
+            # so there is no reason to poll faster than that.
             reply = self.redis.xreadgroup(
                 wire.LEADER_GROUP,
                 self.node.config.name,
                 {self.commands_key: ">"},
                 count=max(1, self.node.config.batch_size // 50),
-                block=1 if waiting else 100,
+                block=100,
             )
             entries = reply[0][1] if reply else []
         if not entries:
