@@ -46,6 +46,20 @@ def mark_offline(cluster: Cluster, now) -> list[str]:
     return names
 
 
+def divergent_nodes(nodes: list[Node]) -> str:
+    """Nodes that report different state hashes at the same position (determinism broken)."""
+    by_position: dict[int, dict[str, list[str]]] = {}
+    for node in nodes:
+        if node.state_hash and node.state_hash_position:
+            by_position.setdefault(node.state_hash_position, {}).setdefault(node.state_hash, []).append(node.name)
+    problems = [
+        f"position {position}: " + " vs ".join(",".join(names) for names in hashes.values())
+        for position, hashes in sorted(by_position.items())
+        if len(hashes) > 1
+    ]
+    return "; ".join(problems)
+
+
 def run_cycle(cluster: Cluster) -> str:
     now = timezone.now()
     try:
@@ -59,6 +73,10 @@ def run_cycle(cluster: Cluster) -> str:
     live_followers = [f for f in followers if f.status == "live" and not is_silent(f, now, cluster.failover_timeout)]
     done = f"{cluster.name}: marked {', '.join(offline)} offline; " if offline else f"{cluster.name}: "
 
+    diverged = divergent_nodes(nodes)
+    if diverged:
+        log.error("%s: STATE DIVERGENCE at the same position: %s", cluster.name, diverged)
+        done += f"STATE DIVERGENCE: {diverged}; "
     leader_silent = leader is None or is_silent(candidate(leader), now, cluster.failover_timeout)
     if not leader_silent:
         status = ClusterStatus.ACTIVE if len(live_followers) >= cluster.replica_count else ClusterStatus.DEGRADED

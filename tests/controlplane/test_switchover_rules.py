@@ -84,3 +84,16 @@ def test_replica_count_cannot_rise_above_the_live_followers(cluster, operator_ap
     assert "only 1 follower(s) are live" in raised.json()["replica_count"][0]
     beat("alpha-3", 0)
     assert operator_api.patch(url, {"replica_count": 2}, format="json").status_code == 200
+
+
+def test_supervisor_reports_nodes_whose_state_hash_differs_at_one_position(cluster):
+    from controlplane.clusters import supervisor
+
+    for name, state_hash in (("alpha-1", "aa"), ("alpha-2", "aa"), ("alpha-3", "bb")):
+        Node.objects.filter(name=name).update(
+            status="live", last_heartbeat=timezone.now(), state_hash=state_hash, state_hash_position=50
+        )
+    status = supervisor.run_cycle(cluster)
+    assert "STATE DIVERGENCE: position 50: alpha-1,alpha-2 vs alpha-3" in status
+    Node.objects.filter(name="alpha-3").update(state_hash="aa")
+    assert "DIVERGENCE" not in supervisor.run_cycle(cluster)
