@@ -242,6 +242,10 @@ class Node:
         role, self.role = self.role, None
         if isinstance(role, Leader):
             role.stop()
+            if self.state.position != self.state.archived:
+                # Batches applied in memory never reached the archive (the archive thread
+                # was refused or failed): the archive is the state that counts.
+                self._recover()
 
     def after_batch(self) -> None:
         state = self.state

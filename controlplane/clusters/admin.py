@@ -10,8 +10,14 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from controlplane.clusters import services, switchover
-from controlplane.clusters.api.serializers import live_follower_count
-from controlplane.clusters.models import Cluster, Node, NodeRole, NodeStatus, RoleChange
+from controlplane.clusters.models import (
+    NODE_REPORTED_FIELDS,
+    Cluster,
+    Node,
+    NodeRole,
+    NodeStatus,
+    RoleChange,
+)
 
 
 class NodeInline(admin.TabularInline):
@@ -55,14 +61,9 @@ class ClusterForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         if self.instance.pk and "replica_count" in cleaned:
-            wanted, current = cleaned["replica_count"], self.instance.replica_count
-            live = live_follower_count(self.instance)
-            if wanted > current and wanted > live:
-                self.add_error(
-                    "replica_count",
-                    f"Cannot raise it to {wanted}: only {live} follower(s) are live, so no "
-                    "command could commit. Start more followers first.",
-                )
+            refusal = switchover.replica_count_refusal(self.instance, cleaned["replica_count"])
+            if refusal:
+                self.add_error("replica_count", refusal)
         return cleaned
 
 
@@ -151,18 +152,7 @@ class NodeAdmin(admin.ModelAdmin):
     ]
     list_filter = ["cluster", "role", "status"]
     search_fields = ["name"]
-    readonly_fields = [
-        "role",
-        "status",
-        "status_message",
-        "last_heartbeat",
-        "archived_position",
-        "applied_position",
-        "state_hash",
-        "state_hash_position",
-        "software_version",
-        "created_at",
-    ]
+    readonly_fields = NODE_REPORTED_FIELDS
 
     def has_change_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("clusters.operate_cluster")

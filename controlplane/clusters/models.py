@@ -101,6 +101,22 @@ class Cluster(models.Model):
             )
 
 
+# What a node reports about itself (heartbeats) and the control plane sets (role):
+# read-only in the admin and the API.
+NODE_REPORTED_FIELDS = [
+    "role",
+    "status",
+    "status_message",
+    "last_heartbeat",
+    "archived_position",
+    "applied_position",
+    "state_hash",
+    "state_hash_position",
+    "software_version",
+    "created_at",
+]
+
+
 class Node(models.Model):
     """One server process: application + archive, started as a Celery worker."""
 

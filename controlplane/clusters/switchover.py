@@ -48,6 +48,22 @@ def is_live(node: Node, cluster: Cluster, now=None) -> bool:
     )
 
 
+def replica_count_refusal(cluster: Cluster, wanted: int) -> str | None:
+    """Why the replica count cannot be raised to `wanted` now, or None if it can.
+
+    Lowering is always allowed (commits get easier); raising above the number of live
+    followers would stop every commit, so it waits for more followers."""
+    if wanted <= cluster.replica_count:
+        return None
+    live = sum(1 for node in cluster.nodes.exclude(role=NodeRole.LEADER) if is_live(node, cluster))
+    if wanted > live:
+        return (
+            f"Cannot raise it to {wanted}: only {live} follower(s) are live, so no command "
+            "could commit. Start more followers first."
+        )
+    return None
+
+
 def candidates(cluster: Cluster) -> list[Eligibility]:
     """Per follower, whether a switchover to it can start now, and why (for the admin)."""
     now = timezone.now()

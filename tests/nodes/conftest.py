@@ -73,6 +73,14 @@ class TestCluster:
         self.started_at[node] = timezone.now()
         return self.nodes.start(node, self.secrets[node], **env)
 
+    def start_all(self) -> list[str]:
+        """Start every node and wait until each reports live; returns their names."""
+        names = list(self.secrets)
+        for name in names:
+            self.start(name)
+        self.wait_live(*names)
+        return names
+
     def client(self, timeout: float = 10.0) -> ClusterClient:
         client = ClusterClient(self.name, self.redis, timeout=timeout)
         self.clients.append(client)

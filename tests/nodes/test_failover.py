@@ -30,10 +30,7 @@ def new_leader(cluster, old: str, timeout: float) -> str:
 
 def test_sigkill_of_the_leader_under_load_elects_a_follower_and_loses_nothing(make_cluster, supervisor):
     cluster = make_cluster(size=3, replica_count=1)
-    old, a, b = list(cluster.secrets)
-    for name in (old, a, b):
-        cluster.start(name)
-    cluster.wait_live(old, a, b)
+    old, a, b = cluster.start_all()
     cluster.add_instrument(cluster.client())
     load = SteadyLoad(cluster).start()
     load.wait_for(300)
@@ -66,10 +63,7 @@ def test_sigkill_of_the_leader_under_load_elects_a_follower_and_loses_nothing(ma
 
 def test_frozen_leader_is_fenced_steps_down_and_truncates_its_uncommitted_tail(make_cluster, supervisor):
     cluster = make_cluster(size=3, replica_count=1)
-    old, a, b = list(cluster.secrets)
-    for name in (old, a, b):
-        cluster.start(name)
-    cluster.wait_live(old, a, b)
+    old, _a, _b = cluster.start_all()
     cluster.add_instrument(cluster.client())
     load = SteadyLoad(cluster).start()
     load.wait_for(200)
@@ -100,10 +94,7 @@ def test_frozen_leader_is_fenced_steps_down_and_truncates_its_uncommitted_tail(m
 
 def test_killed_follower_rejoins_from_the_archive_after_the_stream_moved_on(make_cluster, supervisor):
     cluster = make_cluster(size=3, replica_count=1, NODE_STREAM_MAXLEN="200")
-    leader, a, b = list(cluster.secrets)
-    for name in (leader, a, b):
-        cluster.start(name)
-    cluster.wait_live(leader, a, b)
+    leader, a, b = cluster.start_all()
     cluster.add_instrument(cluster.client())
     load = SteadyLoad(cluster, batch=50).start()
     load.wait_for(200)
@@ -126,10 +117,7 @@ def test_losing_every_stream_in_redis_under_load_loses_no_committed_command(
     private_redis, make_cluster, supervisor
 ):
     cluster = make_cluster(size=3, replica_count=1)
-    leader, a, b = list(cluster.secrets)
-    for name in (leader, a, b):
-        cluster.start(name)
-    cluster.wait_live(leader, a, b)
+    leader, a, b = cluster.start_all()
     cluster.add_instrument(cluster.client())
     load = SteadyLoad(cluster).start()
     load.wait_for(300)
@@ -163,10 +151,7 @@ def test_twenty_concurrent_switchovers_one_succeeds(make_cluster, live_server):
     from rest_framework.authtoken.models import Token
 
     cluster = make_cluster(size=3, replica_count=1)
-    leader, a, b = list(cluster.secrets)
-    for name in (leader, a, b):
-        cluster.start(name)
-    cluster.wait_live(leader, a, b)
+    leader, a, b = cluster.start_all()
     client = cluster.client()
     cluster.add_instrument(client)
     operator = User.objects.create_user("olga")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.clusters.models import Cluster, Node, RoleChange
+from controlplane.clusters.models import NODE_REPORTED_FIELDS, Cluster, Node, RoleChange
+from controlplane.clusters.switchover import replica_count_refusal
 
 
 class StrictFieldsMixin:
@@ -55,26 +56,10 @@ class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             )
         replica_count = attrs.get("replica_count")
         if self.instance is not None and replica_count is not None:
-            raising = replica_count > self.instance.replica_count
-            live = live_follower_count(self.instance)
-            if raising and replica_count > live:
-                raise serializers.ValidationError(
-                    {
-                        "replica_count": [
-                            f"Cannot raise it to {replica_count}: only {live} follower(s) are "
-                            "live, so no command could commit. Start more followers first."
-                        ]
-                    }
-                )
+            refusal = replica_count_refusal(self.instance, replica_count)
+            if refusal:
+                raise serializers.ValidationError({"replica_count": [refusal]})
         return attrs
-
-
-def live_follower_count(cluster: Cluster) -> int:
-    from controlplane.clusters.switchover import is_live
-
-    return sum(
-        1 for node in cluster.nodes.exclude(role="leader") if is_live(node, cluster)
-    )
 
 
 class NodeSerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -82,33 +67,8 @@ class NodeSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
     class Meta:
         model = Node
-        fields = [
-            "name",
-            "cluster",
-            "role",
-            "status",
-            "status_message",
-            "archive_location",
-            "last_heartbeat",
-            "archived_position",
-            "applied_position",
-            "state_hash",
-            "state_hash_position",
-            "software_version",
-            "created_at",
-        ]
-        read_only_fields = [
-            "role",
-            "status",
-            "status_message",
-            "last_heartbeat",
-            "archived_position",
-            "applied_position",
-            "state_hash",
-            "state_hash_position",
-            "software_version",
-            "created_at",
-        ]
+        fields = ["name", "cluster", "archive_location", *NODE_REPORTED_FIELDS]
+        read_only_fields = NODE_REPORTED_FIELDS
 
     def validate_archive_location(self, value: str) -> str:
         if not value.startswith(("postgresql://", "postgres://")):
