@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 
 OLD_STREAM_TTL_S = 600
-OUTBOX_SIZE = 8
+OUTBOX_SIZE = 1
+REPLY_TTL_S = 300
+STATUS_EVERY_S = 0.1  # the commit hash (clients' timeout messages, dashboard) at most this often
 
 
 class SteppedDown(Exception):
@@ -111,6 +113,8 @@ class Leader:
         self.stopping = threading.Event()
         self.commit_position = 0
         self._status_at = 0.0  # when the commit hash was last written
+        self._status_commit = -1  # the commit position it says
+        self._expiry_set: dict[str, float] = {}  # reply list -> when its TTL was last set
         self.committer = threading.Thread(
             target=self._commit_loop, name=f"commit-{node.config.name}", daemon=True
         )
@@ -394,30 +398,41 @@ class Leader:
                 ready.append(self.pending.popleft())
             live = self.tracker.live_followers(time.monotonic(), self.node.view.failover_timeout)
         now = time.monotonic()
-        if not ready and commit == self.commit_position and now - self._status_at < 0.5:
+        since = now - self._status_at
+        status_due = since >= 0.5 or (since >= STATUS_EVERY_S and commit != self._status_commit)
+        if not ready and not status_due:
             return  # nothing to deliver, and the status hash is fresh enough
-        self._status_at = now
-        if commit > self.commit_position:
-            self.commit_position = commit
+        self.commit_position = max(self.commit_position, commit)
+        # One command per client reply list, one XACK and one XDEL for the lot: the
+        # per-command cost of a pipeline is most of what delivery costs.
+        replies: dict[str, list[bytes]] = {}
+        for batch in ready:
+            for key, message in batch.replies:
+                replies.setdefault(key, []).append(message)
+        stream_ids = [entry_id for batch in ready for entry_id in batch.stream_ids]
         with self.redis.pipeline(transaction=False) as pipe:
-            for batch in ready:
-                for key, message in batch.replies:
-                    pipe.rpush(key, message)
-                    pipe.expire(key, 300)
-                if batch.stream_ids:
-                    pipe.xack(self.commands_key, wire.LEADER_GROUP, *batch.stream_ids)
-                    pipe.xdel(self.commands_key, *batch.stream_ids)
-            pipe.hset(
-                self.commit_key,
-                mapping={
-                    "term": self.term,
-                    "leader": self.node.config.name,
-                    "commit_position": self.commit_position,
-                    "leader_position": self.tracker.leader_position,
-                    "replica_count": replica_count,
-                    "live_followers": ",".join(live),
-                    "updated_ns": time.time_ns(),
-                },
-            )
+            for key, messages in replies.items():
+                pipe.rpush(key, *messages)
+                if now - self._expiry_set.get(key, -REPLY_TTL_S) > REPLY_TTL_S / 2:
+                    pipe.expire(key, REPLY_TTL_S)  # replies nobody collects go away
+                    self._expiry_set[key] = now
+            if stream_ids:
+                pipe.xack(self.commands_key, wire.LEADER_GROUP, *stream_ids)
+                pipe.xdel(self.commands_key, *stream_ids)
+            if status_due:
+                self._status_at, self._status_commit = now, self.commit_position
+                pipe.hset(
+                    self.commit_key,
+                    mapping={
+                        "term": self.term,
+                        "leader": self.node.config.name,
+                        "commit_position": self.commit_position,
+                        "leader_position": self.tracker.leader_position,
+                        "replica_count": replica_count,
+                        "live_followers": ",".join(live),
+                        "updated_ns": time.time_ns(),
+                    },
+                )
             pipe.execute()
-
+        if len(self._expiry_set) > 10_000:  # forget clients long gone
+            self._expiry_set = {k: t for k, t in self._expiry_set.items() if now - t < REPLY_TTL_S}
