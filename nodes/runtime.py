@@ -47,6 +47,7 @@ class Node:
         self.status = "starting"
         self.ready = False
         self.paused_for_switchover = False
+        self.checkpoint: tuple[int, int] = (0, 0)  # (position, running hash at it)
         self._status_kind, self._status_logged_at = "", 0.0
         self.stopping = threading.Event()
         self.stopped = threading.Event()
@@ -141,6 +142,7 @@ class Node:
         self.ready = False
         gc.unfreeze()
         self.status = self.state.recover()
+        self.checkpoint = (self.state.engine.position, self.state.engine.running_hash)
         log.info("%s", self.status)
         self._apply_gc_policy()
         self.ready = True
@@ -249,6 +251,9 @@ class Node:
 
     def after_batch(self) -> None:
         state = self.state
+        # One tuple, swapped in whole: the heartbeat thread reads a position and the hash
+        # at that same position, never a hash from one batch later.
+        self.checkpoint = (state.engine.position, state.engine.running_hash)
         every = self.config.snapshot_every
         if every and state.position - state.last_snapshot_position >= every:
             self._take_snapshot()
@@ -277,8 +282,8 @@ class Node:
             "term": self.view.term if self.view else 0,
             "archived_position": archived,
             "applied_position": engine.position if engine else 0,
-            "state_hash": _hash_text(engine.running_hash) if engine else "",
-            "state_hash_position": engine.position if engine else 0,
+            "state_hash": _hash_text(self.checkpoint[1]) if engine else "",
+            "state_hash_position": self.checkpoint[0],
             "software_version": SOFTWARE_VERSION,
         }
 
