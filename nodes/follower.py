@@ -9,6 +9,7 @@ replay stopped: no gap, no duplicate (the archive refuses both anyway).
 from __future__ import annotations
 
 import logging
+import time
 
 from archive import RedisEventReader, TrimmedError, delete_replay, keys
 from nodes import peer, wire
@@ -49,23 +50,25 @@ class Follower:
 
     def store(self, entries: list, live: bool = True) -> None:
         # In the live stream of term T every entry is of term T (the fence saw to it);
-        # an older one is a deposed leader's and is dropped. A replay from the leader's
-        # archive legitimately holds older terms it inherited.
-        fresh = [entry for entry in entries if entry.term >= self.term] if live else entries
-        if len(fresh) != len(entries):
-            self.dropped_stale += len(entries) - len(fresh)
-            log.warning(
-                "dropped %d events of a term older than %d", len(entries) - len(fresh), self.term
-            )
-            if not fresh:
-                return
-            if fresh[0].position != entries[0].position:
-                # Stale events sat in front of fresh ones: re-read from where we are.
-                return
+        # an older one could only be a deposed leader's: keep what comes before it and
+        # drop the rest. A replay from the leader's archive legitimately holds older
+        # terms it inherited.
+        if live:
+            stale = next((i for i, entry in enumerate(entries) if entry.term < self.term), None)
+            if stale is not None:
+                self.dropped_stale += len(entries) - stale
+                log.warning(
+                    "ignoring %d events of a term older than %d from position %d of the live stream",
+                    len(entries) - stale, self.term, entries[stale].position,
+                )  # fmt: skip
+                entries = entries[:stale]
+                if not entries:
+                    time.sleep(0.1)
+                    return
         state = self.node.state
-        state.append(fresh)
+        state.append(entries)
         self.acknowledge()
-        state.engine.apply_batch(decode_events([entry.payload for entry in fresh]))
+        state.engine.apply_batch(decode_events([entry.payload for entry in entries]))
         self.node.after_batch()
 
     def acknowledge(self) -> None:
