@@ -74,8 +74,11 @@ def candidates(cluster: Cluster) -> list[Eligibility]:
         lag = max(0, (leader.archived_position if leader else top) - node.archived_position)
         if node.status == NodeStatus.REMOVED:
             why, ok = "removed", False
+        elif node.last_heartbeat is None:
+            why, ok = "never started (no heartbeat yet)", False
         elif not is_live(node, cluster, now):
-            why, ok = f"{node.get_status_display().lower()}: no recent heartbeat", False
+            age = (now - node.last_heartbeat).total_seconds()
+            why, ok = f"{node.status}, no heartbeat for {age:.0f} s", False
         elif lag > MAX_LAG_TO_START:
             why, ok = f"lagging {lag} events behind the leader", False
         else:

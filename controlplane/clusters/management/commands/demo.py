@@ -8,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -59,6 +59,11 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, cluster: str, nodes: int, replica_count: int, **options) -> None:
+        if nodes < 1 or not 0 <= replica_count < nodes:
+            raise CommandError(
+                f"--nodes must be at least 1 and --replica-count between 0 and nodes - 1 "
+                f"(got {nodes} nodes, replica count {replica_count})"
+            )
         users = self.ensure_users()
         created = self.ensure_cluster(cluster, nodes, replica_count)
         self.stdout.write(self.style.SUCCESS("Demo ready."))
