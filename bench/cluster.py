@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -254,6 +255,14 @@ class LocalCluster:
             "redis": pids_named("redis-server"),
         }
 
+    def gc_pauses(self) -> dict[str, list[float]]:
+        """The GC pauses each node logged (nodes/gcwatch.py logs those of 20 ms or more)."""
+        found = {}
+        for name in self.names:
+            text = self.nodes.processes[name].log_path.read_text(errors="replace")
+            found[name] = [float(ms) for ms in re.findall(r"GC pause of ([0-9.]+) ms", text)]
+        return found
+
     def set_replica_count(self, count: int) -> None:
         Cluster.objects.filter(name=self.name).update(replica_count=count)
         time.sleep(1.5)  # three heartbeat intervals: every node has the new value
@@ -306,10 +315,12 @@ def main() -> None:
             paced = drive(cluster.name, settings.REDIS_URL, args.clients, count, args.rate_batch, args.rate, 10_000)
             paced["cores_busy"] = meter.shares()
             rows.append({"replica_count": r, "flat_out": flat, "fixed_rate": {"offered_per_s": args.rate, **paced}})
+        gc_pauses = cluster.gc_pauses()
     finally:
         cluster.close()
     if args.json:
-        print(json.dumps({"clients": args.clients, "batch": args.batch, "gc": env["NODE_GC"], "rows": rows}))
+        print(json.dumps({"clients": args.clients, "batch": args.batch, "gc": env["NODE_GC"],
+                          "gc_pauses_over_20ms": gc_pauses, "rows": rows}))  # fmt: skip
         return
     print()
     print(f"Local cluster: leader + 2 followers, {args.clients} client processes, GC policy {env['NODE_GC']}")
@@ -326,6 +337,11 @@ def main() -> None:
         for label, run in (("flat out", row["flat_out"]), (f"{args.rate:,.0f}/s", row["fixed_rate"])):
             parts = ", ".join(f"{name} {share:.2f}" for name, share in run["cores_busy"].items())
             print(f"  R={row['replica_count']} {label}: {parts} (total {sum(run['cores_busy'].values()):.2f})")
+    print()
+    print(f"GC pauses of 20 ms or more in the nodes (policy {env['NODE_GC']}, whole run):")
+    for node, pauses in gc_pauses.items():
+        longest = f", longest {max(pauses):.1f} ms" if pauses else ""
+        print(f"  {node}: {len(pauses)}{longest}")
 
 
 if __name__ == "__main__":

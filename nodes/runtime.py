@@ -17,6 +17,7 @@ from nodes import peer
 from nodes.config import NodeConfig
 from nodes.control import ClusterView, ControlPlane, ControlPlaneError, NodeRefused
 from nodes.follower import Follower
+from nodes.gcwatch import GcWatch
 from nodes.leader import Leader, SteppedDown
 from nodes.rejoin import agreed_position, term_ranges
 from nodes.state import NodeState
@@ -48,6 +49,7 @@ class Node:
         self.ready = False
         self.paused_for_switchover = False
         self.checkpoint: tuple[int, int] = (0, 0)  # (position, running hash at it)
+        self.gc_watch = GcWatch().install()
         self._status_kind, self._status_logged_at = "", 0.0
         self.stopping = threading.Event()
         self.stopped = threading.Event()
@@ -132,7 +134,7 @@ class Node:
         kind = _DIGITS.sub("#", status)
         now = time.monotonic()
         if kind != self._status_kind or now - self._status_logged_at > STATUS_LOG_INTERVAL_S:
-            log.info("%s", status)
+            log.info("%s (GC: %s)", status, self.gc_watch.summary())
             self._status_kind, self._status_logged_at = kind, now
         self.status = status
 
@@ -156,13 +158,17 @@ class Node:
         # freeze everything built by the replay into the permanent generation, and
         # make young collections rarer. "off" disables the collector entirely.
         policy = self.config.gc_policy
+        if policy == "default":
+            return
+        self.gc_watch.ignoring = True  # this collection is on purpose, between two roles
+        try:
+            gc.collect()
+        finally:
+            self.gc_watch.ignoring = False
+        gc.freeze()
         if policy == "freeze":
-            gc.collect()
-            gc.freeze()
             gc.set_threshold(50_000, 50, 1000)
-        elif policy == "off":
-            gc.collect()
-            gc.freeze()
+        else:
             gc.disable()
 
     # -- the role loop -----------------------------------------------------------------
