@@ -17,6 +17,7 @@ import redis as redis_lib
 from archive import PostgresEventLog, publish_replay
 from archive.keys import PREFIX
 from nodes import wire
+from nodes.engine import decode_events, event_to_dict
 from nodes.rejoin import term_ranges
 
 log = logging.getLogger(__name__)
@@ -110,4 +111,17 @@ class PeerService:
             if start <= end:
                 publish_replay(archive, self.node.redis, self.node.view.cluster, args["node"], start, end)
             return end
+        if op == "events":
+            end, _ = archive.refresh_tail()
+            limit = max(1, min(int(args.get("limit", 50)), 1000))
+            entries = [e for batch in archive.read(max(1, end - limit + 1), end) for e in batch]
+            events = decode_events([entry.payload for entry in entries])
+            return [
+                {"position": entry.position, "term": entry.term, **event_to_dict(event)}
+                for entry, event in zip(entries, events, strict=True)
+            ]
+        if op in ("depth", "order"):
+            # The engine belongs to the loop thread: ask it to run the query between two
+            # batches rather than read a book it may be changing.
+            return self.node.query(op, args, timeout=2.0)
         raise ValueError(f"unknown request {op!r}")

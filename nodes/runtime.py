@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import queue
 import re
 import sys
 import threading
@@ -50,6 +51,7 @@ class Node:
         self.paused_for_switchover = False
         self.checkpoint: tuple[int, int] = (0, 0)  # (position, running hash at it)
         self.gc_watch = GcWatch().install()
+        self.queries: queue.Queue = queue.Queue()  # (op, args, answer holder), for the loop
         self._status_kind, self._status_logged_at = "", 0.0
         self.stopping = threading.Event()
         self.stopped = threading.Event()
@@ -125,6 +127,7 @@ class Node:
                 time.sleep(1.0)
                 self._recover()
             self._log_status(status)
+            self._answer_queries()
             if self.snapshot_requested.is_set():
                 self._take_snapshot()
 
@@ -241,6 +244,32 @@ class Node:
             state.truncate_after(agreed)
             self._recover()
         return None
+
+    def query(self, op: str, args: dict, timeout: float) -> object:
+        """Run a read-only engine query on the loop thread (from another thread)."""
+        holder: dict = {"done": threading.Event()}
+        self.queries.put((op, args, holder))
+        if not holder["done"].wait(timeout):
+            raise TimeoutError(f"the node's loop did not answer {op!r} within {timeout:.0f} s")
+        if "error" in holder:
+            raise ValueError(holder["error"])
+        return holder["result"]
+
+    def _answer_queries(self) -> None:
+        while True:
+            try:
+                op, args, holder = self.queries.get_nowait()
+            except queue.Empty:
+                return
+            engine = self.state.engine
+            try:
+                if op == "depth":
+                    holder["result"] = engine.depth(str(args["symbol"]), int(args.get("levels", 10)))
+                else:
+                    holder["result"] = engine.order_status(int(args["order_id"]))
+            except (KeyError, TypeError, ValueError) as error:
+                holder["error"] = f"bad query {op}: {error}"
+            holder["done"].set()
 
     def heartbeat_now(self) -> None:
         self.view = self.control.heartbeat(self.report())

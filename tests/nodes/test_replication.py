@@ -169,3 +169,38 @@ def test_two_clusters_side_by_side_do_not_see_each_others_events(make_cluster):
             assert entries, name
             assert all(other not in entry[4] for entry in entries)
     assert red.cluster.term == blue.cluster.term == 1
+
+
+def test_operators_read_the_book_an_order_and_the_latest_events_through_the_api(make_cluster):
+    from django.contrib.auth.models import User
+    from rest_framework.test import APIClient
+
+    cluster = make_cluster(size=2, replica_count=1)
+    cluster.start_all()
+    client = cluster.client()
+    cluster.add_instrument(client)
+    for side, price, qty in ((1, 990, 5), (1, 990, 3), (1, 980, 2), (2, 1010, 4)):
+        client.submit(PlaceOrder(client_id=client.client_id, client_seq=client.next_seq(), account="a",
+                                 symbol="ACME", side=side, qty=qty, price=price))  # fmt: skip
+    api = APIClient()
+    api.force_authenticate(User.objects.create_user("reader"))
+    base = f"/api/v1/clusters/{cluster.name}"
+
+    book = api.get(f"{base}/book/", {"symbol": "ACME", "levels": 5})
+    assert book.status_code == 200, book.content
+    assert book.json()["bids"] == [[990, 8, 2], [980, 2, 1]]
+    assert book.json()["asks"] == [[1010, 4, 1]]
+    assert api.get(f"{base}/book/", {"symbol": "NOPE"}).status_code == 404
+    assert set(api.get(f"{base}/book/", {"levels": 0}).json()) == {"symbol", "levels"}
+
+    order = api.get(f"{base}/orders/1/")
+    assert order.status_code == 200, order.content
+    assert order.json()["order_id"] == 1
+    assert api.get(f"{base}/orders/999/").status_code == 404
+
+    events = api.get(f"{base}/events/", {"limit": 3})
+    assert events.status_code == 200
+    listed = events.json()["events"]
+    assert [e["position"] for e in listed] == [3, 4, 5]
+    assert listed[-1]["type"] == "order_accepted"
+    assert listed[-1]["price"] == 1010

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 
 from controlplane.clusters import commands as cluster_commands
-from controlplane.clusters import services, switchover
+from controlplane.clusters import services, streams, switchover
 from controlplane.clusters.api.permissions import CanSubmitCommands
 from controlplane.clusters.api.serializers import (
     AssignLeaderSerializer,
@@ -17,12 +18,71 @@ from controlplane.clusters.api.serializers import (
     NodeSerializer,
     RegisteredNodeSerializer,
     RoleChangeSerializer,
+    StrictFieldsMixin,
     SwitchoverSerializer,
 )
 from controlplane.clusters.models import Cluster, Node, RoleChange
+from nodes import peer
+
+
+def ask_leader(cluster: Cluster, op: str, **args):
+    """A read-only request to the cluster's leader over Redis (nodes/peer.py)."""
+    if cluster.leader is None:
+        raise ServiceUnavailable(f"cluster {cluster.name} has no leader")
+    try:
+        return peer.ask(streams.connection(), cluster.name, cluster.leader.name, op, timeout=3, **args)
+    except peer.PeerUnavailable as error:
+        raise ServiceUnavailable(f"the leader did not answer: {error}") from None
+
+
+class ServiceUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "the cluster cannot answer now"
+
+
+class BookQuerySerializer(StrictFieldsMixin, serializers.Serializer):
+    symbol = serializers.CharField(max_length=128)
+    levels = serializers.IntegerField(min_value=1, max_value=1000, default=10)
+
+
+class EventsQuerySerializer(StrictFieldsMixin, serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=50)
+
+
+class ClusterReadsMixin:
+    """Reads answered by the leader: its order book, an order, its latest events."""
+
+    @extend_schema(parameters=[BookQuerySerializer], responses={200: dict, 404: dict, 503: dict})
+    @action(detail=True, methods=["get"])
+    def book(self, request, name=None):
+        """Aggregated depth of an instrument's book, best first: bids/asks as [price, qty, orders]."""
+        query = BookQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        depth = ask_leader(self.get_object(), "depth", **query.validated_data)
+        if depth is None:
+            raise NotFound(f"no instrument {query.validated_data['symbol']!r} in this cluster")
+        return Response(depth)
+
+    @extend_schema(responses={200: dict, 404: dict, 503: dict})
+    @action(detail=True, methods=["get"], url_path=r"orders/(?P<order_id>[0-9]+)")
+    def order(self, request, name=None, order_id=None):
+        """An order's status: resting (with its remaining quantity) or closed."""
+        found = ask_leader(self.get_object(), "order", order_id=int(order_id))
+        if found is None:
+            raise NotFound(f"no order {order_id} in this cluster")
+        return Response(found)
+
+    @extend_schema(parameters=[EventsQuerySerializer], responses={200: dict, 503: dict})
+    @action(detail=True, methods=["get"])
+    def events(self, request, name=None):
+        """The latest events of the cluster's log (from the leader's archive), oldest first."""
+        query = EventsQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        return Response({"events": ask_leader(self.get_object(), "events", **query.validated_data)})
 
 
 class ClusterViewSet(
+    ClusterReadsMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
