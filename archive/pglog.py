@@ -19,6 +19,7 @@ from archive.errors import (
     RetentionError,
     TermRegressionError,
 )
+from archive.pgbase import PostgresStore
 from archive.schema import (
     CHECK_APPEND_FUNCTION,
     EVENT_TABLE,
@@ -43,7 +44,7 @@ _CORRUPT = (
 _SELECT_TAIL = f"SELECT position, term FROM {EVENT_TABLE} ORDER BY position DESC LIMIT 1"
 
 
-class PostgresEventLog:
+class PostgresEventLog(PostgresStore):
     """EventLog adapter on one PostgreSQL database (see archive.ports.EventLog).
 
     append() is BEGIN, one binary COPY, then one round trip that runs the server-side
@@ -60,8 +61,7 @@ class PostgresEventLog:
     """
 
     def __init__(self, location: str) -> None:
-        self._location = location
-        self._conn: psycopg.Connection | None = None
+        super().__init__(location)
         self._tail: tuple[int, int] | None = None
 
     # -- writing -----------------------------------------------------------------------
@@ -196,27 +196,13 @@ class PostgresEventLog:
         return row[0] if row else None
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        super().close()
         self._tail = None
-
-    def __enter__(self) -> PostgresEventLog:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _connection(self) -> psycopg.Connection:
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken:
-            if conn is not None:
-                conn.close()
-            self._conn = conn = psycopg.connect(self._location, autocommit=True)
-            self._tail = None
-        return conn
+    def _connected(self) -> None:
+        self._tail = None  # another process may have changed the log meanwhile
 
     @contextlib.contextmanager
     def _writer(self) -> Iterator[psycopg.Cursor]:

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import builtins
 
-import psycopg
 from psycopg.rows import args_row
 
 from archive.entries import Snapshot, SnapshotInfo
 from archive.errors import SnapshotConflictError
+from archive.pgbase import PostgresStore
 from archive.schema import SNAPSHOT_TABLE
 
 
-class PostgresSnapshotStore:
+class PostgresSnapshotStore(PostgresStore):
     """SnapshotStore adapter (see archive.ports.SnapshotStore). One connection, autocommit."""
-
-    def __init__(self, location: str) -> None:
-        self._location = location
-        self._conn: psycopg.Connection | None = None
 
     def save(self, position: int, term: int, digest: str, data: bytes) -> None:
         if not isinstance(data, bytes):
@@ -71,21 +67,3 @@ class PostgresSnapshotStore:
             .rowcount
         )
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def __enter__(self) -> PostgresSnapshotStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _connection(self) -> psycopg.Connection:
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken:
-            if conn is not None:
-                conn.close()
-            self._conn = conn = psycopg.connect(self._location, autocommit=True)
-        return conn
