@@ -8,7 +8,7 @@ import pytest
 
 from nodes import wire
 from nodes.engine import CancelOrder, OrderAccepted, PlaceOrder, Side
-from tests.nodes.conftest import archive_digest, archive_entries
+from tests.nodes.conftest import archive_digest, archive_entries, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -204,3 +204,14 @@ def test_operators_read_the_book_an_order_and_the_latest_events_through_the_api(
     assert [e["position"] for e in listed] == [3, 4, 5]
     assert listed[-1]["type"] == "order_accepted"
     assert listed[-1]["price"] == 1010
+
+
+def test_a_node_with_a_wrong_secret_is_refused_and_its_worker_exits(make_cluster):
+    cluster = make_cluster(size=2, replica_count=1)
+    name = next(iter(cluster.secrets))
+    process = cluster.nodes.start(name, "not-the-secret")
+    wait_until(lambda: not process.alive(), 60, lambda: f"the refused worker to exit\n{process.log_tail()}")
+    log_text = process.log_path.read_text()
+    assert f"node {name} refused by the control plane" in log_text
+    assert "wrong credentials" in log_text
+    assert cluster.row(name).last_heartbeat is None  # nothing it said was stored
