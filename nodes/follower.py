@@ -33,7 +33,6 @@ class Follower:
         self.live = RedisEventReader(self.redis, wire.events_key(self.cluster, term))
         self.replay_key = cluster_keys.replay(node.config.name)
         self.acks_key = wire.acks_key(self.cluster)
-        self.dropped_stale = 0
 
     def cycle(self) -> str:
         state = self.node.state
@@ -56,7 +55,6 @@ class Follower:
         if live:
             stale = next((i for i, entry in enumerate(entries) if entry.term < self.term), None)
             if stale is not None:
-                self.dropped_stale += len(entries) - stale
                 log.warning(
                     "ignoring %d events of a term older than %d from position %d of the live stream",
                     len(entries) - stale, self.term, entries[stale].position,
@@ -79,13 +77,13 @@ class Follower:
             approximate=True,
         )
 
-    def catch_up(self, trimmed: TrimmedError | None) -> str:
+    def catch_up(self, trimmed: TrimmedError) -> str:
         """Replay the missing range from the leader's archive, then resume live."""
         start = self.node.state.position + 1
         log.warning(
-            "position %d is not in the live stream%s: catching up from %s's archive",
+            "position %d is not in the live stream (it starts at %d): catching up from %s's archive",
             start,
-            f" (it starts at {trimmed.first_available})" if trimmed else "",
+            trimmed.first_available,
             self.leader,
         )
         end = peer.ask(

@@ -1,12 +1,12 @@
 """The leader's loop: commands in, events archived and published, results out on commit.
 
-Pipeline (DESIGN §2): the loop thread reads a batch of commands from the command
-stream, stamps time, runs handle+apply, appends the events to its archive (one
-transaction) and publishes them with the fence. The batch then waits in `pending`
-while the loop goes on with the next one. The commit thread collects the followers'
-acknowledgements and, once the leader and R followers hold a position, delivers the
-results of every command up to it and acknowledges them in the command stream. A
-result is never sent before its commit.
+Pipeline (DESIGN §2), three threads: the loop thread reads a batch of commands from
+the command stream, stamps time and runs handle+apply; the archive thread appends what
+it processed to the archive (one transaction for all batches waiting: group commit),
+publishes it with the fence and puts it in `pending`, while the loop goes on with the
+next batch. The commit thread collects the followers' acknowledgements and, once the
+leader and R followers hold a position, delivers the results of every command up to it
+and acknowledges them in the command stream. A result is never sent before its commit.
 """
 
 from __future__ import annotations
@@ -109,7 +109,6 @@ class Leader:
         self.pending: deque[PendingBatch] = deque()
         self.lock = threading.Lock()  # guards tracker and pending
         self.deliver_lock = threading.Lock()  # one delivery at a time: commit never goes back
-        self.wakeup = threading.Event()
         self.stopping = threading.Event()
         self.commit_position = 0
         self._status_at = 0.0  # when the commit hash was last written
@@ -160,7 +159,6 @@ class Leader:
         if self.archiver.is_alive():
             self.archiver.join(timeout=30)
         self.stopping.set()
-        self.wakeup.set()
         if self.committer.is_alive():
             self.committer.join(timeout=5)
 
@@ -313,11 +311,9 @@ class Leader:
             self.pending.append(batch)
             committed = self.tracker.commit_position(replica_count) >= batch.last_position
         if committed:
-            # The acks arrived before we got here (or R = 0): deliver now rather than
-            # wait for the commit thread's next wake-up.
+            # The acks arrived before we got here (or R = 0): deliver now; otherwise
+            # the commit thread does when the acks come in.
             self._deliver(replica_count)
-        else:
-            self.wakeup.set()
 
     def _publish(self, entries: list) -> None:
         """Publish with the fence. A missing fence (Redis lost it) holds the batch, and
@@ -351,23 +347,22 @@ class Leader:
             recent = self.redis.xrevrange(self.acks_key, count=200)
         except redis_lib.RedisError:
             recent = []
-        now = time.monotonic()
-        for entry_id, fields in reversed(recent):
-            self._record_ack(fields, now)
-            last_id = entry_id
+        if recent:
+            self._record_acks(list(reversed(recent)), time.monotonic())
+            last_id = recent[0][0]
         while not self.stopping.is_set():
             try:
                 replica_count = self.node.view.replica_count
                 if replica_count > 0:
                     reply = self.redis.xread({self.acks_key: last_id}, count=1000, block=20)
-                    now = time.monotonic()
-                    for _key, rows in reply or []:
-                        for entry_id, fields in rows:
-                            self._record_ack(fields, now)
-                            last_id = entry_id
+                    rows = reply[0][1] if reply else []
+                    if rows:
+                        self._record_acks(rows, time.monotonic())
+                        last_id = rows[-1][0]
                 else:
-                    self.wakeup.wait(0.05)
-                    self.wakeup.clear()
+                    # R = 0: the archive thread delivers each batch itself; this only
+                    # keeps the commit hash fresh.
+                    self.stopping.wait(0.05)
                 self._deliver(replica_count)
             except redis_lib.RedisError as error:
                 log.warning("commit thread: Redis error %s; retrying", error)
@@ -376,15 +371,16 @@ class Leader:
                 log.exception("commit thread failed; retrying")
                 time.sleep(0.1)
 
-    def _record_ack(self, fields: dict, now: float) -> None:
-        try:
-            node = fields[b"n"].decode()
-            position = int(fields[b"p"])
-            term = int(fields[b"t"])
-        except (KeyError, ValueError):
-            return
+    def _record_acks(self, rows: list, now: float) -> None:
+        acks = []
+        for _entry_id, fields in rows:
+            try:
+                acks.append((fields[b"n"].decode(), int(fields[b"p"]), int(fields[b"t"])))
+            except (KeyError, ValueError):
+                continue  # not an ack of ours
         with self.lock:
-            self.tracker.record_ack(node, position, term, now)
+            for node, position, term in acks:
+                self.tracker.record_ack(node, position, term, now)
 
     def _deliver(self, replica_count: int) -> None:
         with self.deliver_lock:

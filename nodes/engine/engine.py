@@ -700,6 +700,19 @@ class Engine:
             + msgspec.msgpack.encode([self._hash, digest, msgspec.Raw(body)])
         )
 
+    @staticmethod
+    def snapshot_digest(data: bytes) -> str:
+        """The digest a snapshot carries, read without restoring it (restore checks it)."""
+        from nodes.engine.codec import CodecError
+
+        try:
+            _hash, digest, _body = msgspec.msgpack.decode(
+                data[len(SNAPSHOT_MAGIC) + 1 :], type=tuple[int, str, msgspec.Raw]
+            )
+        except (msgspec.DecodeError, TypeError) as exc:
+            raise CodecError(f"snapshot is corrupt: {exc}") from exc
+        return digest
+
     @classmethod
     def restore(cls, data: bytes) -> Engine:
         """An engine in exactly the state ``snapshot()`` captured (checked by digest)."""

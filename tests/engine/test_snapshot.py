@@ -89,3 +89,14 @@ def test_digest_changes_with_state(engine, alice):
     alice.buy(10, 100)
     assert engine.digest() != before
     assert len(engine.digest()) == 64
+
+
+def test_snapshot_digest_is_read_from_the_snapshot_without_restoring():
+    from nodes.engine import AddInstrument
+
+    engine = Engine()
+    engine.process(AddInstrument("ops", 1, "XYZ"))
+    data = engine.snapshot()
+    assert Engine.snapshot_digest(data) == engine.digest()
+    with pytest.raises(CodecError):
+        Engine.snapshot_digest(b"TESNAP\x01 not msgpack")
