@@ -75,11 +75,7 @@ def assign_leader(
     node_name = node.name if isinstance(node, Node) else node
     with transaction.atomic():
         locked = Cluster.objects.select_for_update().get(name=cluster_name)
-        if expected_term is not None and locked.term != expected_term:
-            raise StaleExpectation(
-                f"cluster {locked.name} is at term {locked.term}, not {expected_term}: "
-                "reload and try again"
-            )
+        check_expectations(locked, expected_term)
         target = Node.objects.filter(name=node_name).first()
         if target is None or target.cluster_id != locked.pk:
             raise NotInCluster(f"node {node_name} is not a node of cluster {locked.name}")
@@ -105,6 +101,23 @@ def assign_leader(
             reason=reason,
             actor=actor.name,
             user_id=actor.user_id,
+        )
+
+
+def check_expectations(
+    cluster: Cluster, expected_term: int | None, expected_leader: str | None = None
+) -> None:
+    """Compare-and-set guard: refuse when the caller's view of the cluster is stale."""
+    if expected_term is not None and cluster.term != expected_term:
+        raise StaleExpectation(
+            f"cluster {cluster.name} is at term {cluster.term}, not {expected_term}: "
+            "reload and try again"
+        )
+    current = cluster.leader.name if cluster.leader else None
+    if expected_leader is not None and current != expected_leader:
+        raise StaleExpectation(
+            f"the leader of {cluster.name} is {current or 'nobody'}, not {expected_leader}: "
+            "reload and try again"
         )
 
 

@@ -101,7 +101,7 @@ def change_leader(
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().get(name=cluster_name)
         now = timezone.now()
-        _check_expectations(cluster, expected_term, expected_leader)
+        services.check_expectations(cluster, expected_term, expected_leader)
         if cluster.switchover_target_id and cluster.switchover_deadline and cluster.switchover_deadline > now:
             raise InFlight(
                 f"a switchover of {cluster.name} to {cluster.switchover_target} is in flight; "
@@ -140,18 +140,6 @@ def change_leader(
     finally:
         Cluster.objects.filter(pk=cluster.pk, switchover_target=target).update(
             switchover_target=None, switchover_deadline=None
-        )
-
-
-def _check_expectations(cluster: Cluster, expected_term: int | None, expected_leader: str | None) -> None:
-    if expected_term is not None and cluster.term != expected_term:
-        raise services.StaleExpectation(
-            f"cluster {cluster.name} is at term {cluster.term}, not {expected_term}: reload and try again"
-        )
-    current = cluster.leader.name if cluster.leader else None
-    if expected_leader is not None and current != expected_leader:
-        raise services.StaleExpectation(
-            f"the leader of {cluster.name} is {current or 'nobody'}, not {expected_leader}: reload and try again"
         )
 
 
