@@ -27,6 +27,7 @@ from archive.schema import (
     SNAPSHOT_TABLE,
     TERM_SQLSTATE,
     WRITER_LOCK_KEY,
+    read_archive_id,
 )
 
 _COLUMNS = "position, term, kind, timestamp, payload"
@@ -160,6 +161,10 @@ class PostgresEventLog(PostgresStore):
             row = self._connection().execute(_SELECT_TAIL).fetchone()
             self._tail = (row[0], row[1]) if row else (0, 0)
         return self._tail
+
+    def archive_id(self) -> str:
+        """The id made when this archive was created (DESIGN §4 "Archive identity")."""
+        return read_archive_id(self._connection())
 
     def refresh_tail(self) -> tuple[int, int]:
         """Forget the cached tail and read it from the database."""

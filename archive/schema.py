@@ -8,6 +8,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 EVENT_TABLE = "archive_event"
 SNAPSHOT_TABLE = "archive_snapshot"
+META_TABLE = "archive_meta"
 
 # Key of the transaction-scoped advisory lock that serialises writers of one archive
 # (append, truncate, retention, table creation). Arbitrary, but fixed forever.
@@ -28,6 +29,15 @@ _TABLES = {
             term       bigint NOT NULL,
             digest     text NOT NULL,
             data       bytea NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+        )""",
+    # The archive's identity (DESIGN §4 "Archive identity"): made once, with the tables.
+    # A node whose archive was lost and created anew reports another id, so the control
+    # plane knows it no longer holds what it acknowledged before.
+    META_TABLE: f"""
+        CREATE TABLE IF NOT EXISTS {META_TABLE} (
+            singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            archive_id text NOT NULL DEFAULT md5(random()::text || clock_timestamp()::text),
             created_at timestamptz NOT NULL DEFAULT now()
         )""",
 }
@@ -81,8 +91,17 @@ def create_archive(location: str) -> bool:
             if exists is None or exists[0] is None:
                 conn.execute(ddl)
                 created = True
+        conn.execute(f"INSERT INTO {META_TABLE} DEFAULT VALUES ON CONFLICT DO NOTHING")
         conn.execute(_CHECK_APPEND)  # always: an upgraded archive gets the current version
     return created
+
+
+def read_archive_id(conn: psycopg.Connection) -> str:
+    """The archive's identity, made when its tables were created."""
+    row = conn.execute(f"SELECT archive_id FROM {META_TABLE}").fetchone()
+    if row is None:
+        raise LookupError("the archive has no identity row: run create_archive first")
+    return str(row[0])
 
 
 def _create_database(location: str) -> bool:

@@ -1,16 +1,10 @@
-"""Rejoin: where a node's log and the leader's agree, as plain values (DESIGN §4 "Rejoin").
-
-Terms never decrease along a log and one leader writes each term, so two logs holding
-the same term at the same position agree on every entry up to it. Each log is described
-by its term ranges [(term, first, last), ...]; the last agreeing position is the highest
-position both hold in a common term.
-"""
+"""A log's term ranges read from an archive, for rejoin (the decision is nodes.protocol.rejoin)."""
 
 from __future__ import annotations
 
 from archive import EventLog
 
-TermRanges = list[tuple[int, int, int]]
+from nodes.protocol.rejoin import TermRanges
 
 
 def term_ranges(log: EventLog) -> TermRanges:
@@ -37,15 +31,3 @@ def term_ranges(log: EventLog) -> TermRanges:
         high = lo - 1
     ranges.reverse()
     return ranges
-
-
-def agreed_position(mine: TermRanges, theirs: TermRanges) -> int:
-    """The last position at which both logs hold the same term (0 if none)."""
-    their_by_term = {term: (first, last) for term, first, last in theirs}
-    agreed = 0
-    for term, first, last in mine:
-        if term in their_by_term:
-            their_first, their_last = their_by_term[term]
-            if max(first, their_first) <= min(last, their_last):
-                agreed = max(agreed, min(last, their_last))
-    return agreed

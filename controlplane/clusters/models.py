@@ -17,6 +17,7 @@ class ClusterStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     DEGRADED = "degraded", "Degraded (fewer live followers than the replica count)"
     LEADERLESS = "leaderless", "Leaderless (electing)"
+    NO_SAFE_ELECTION = "no_safe_election", "No safe election (waiting for reports)"
 
 
 class NodeRole(models.TextChoices):
@@ -39,10 +40,21 @@ class Cluster(models.Model):
     name = models.CharField(max_length=63, unique=True, validators=[NAME_VALIDATOR])
     replica_count = models.PositiveSmallIntegerField(
         default=2,
+        help_text="Replicas (N): how many followers hold a copy of the log.",
+    )
+    write_quorum = models.PositiveSmallIntegerField(
+        default=1,
         help_text=(
-            "How many followers must have archived an event before it is committed. "
-            "With 0 the leader commits alone: acknowledged events can be lost on failover "
-            "(like Kafka's acks=1)."
+            "Write quorum (W): how many followers must have archived an event before it is "
+            "committed, 0 to N; the majority W = ceil(N/2) is the default. With 0 the leader "
+            "commits alone: acknowledged events can be lost on failover (like Kafka's acks=1)."
+        ),
+    )
+    term_write_quorum = models.PositiveSmallIntegerField(
+        default=1,
+        help_text=(
+            "The lowest write quorum in force since the current term began: an election "
+            "must overlap every commit of the term, including those made with a lower W."
         ),
     )
     term = models.PositiveBigIntegerField(
@@ -50,6 +62,19 @@ class Cluster(models.Model):
     )
     leader = models.ForeignKey(
         "Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_leader = models.ForeignKey(
+        "Node",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The leader of the last term that had one (its report alone can settle an election).",
+    )
+    status_message = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="What the supervisor did last, or why the cluster has no leader.",
     )
     heartbeat_interval = models.FloatField(
         default=0.5, validators=[MinValueValidator(0.05)], help_text="Seconds between node heartbeats."
@@ -90,9 +115,23 @@ class Cluster(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def tolerance(self) -> str:
+        """What the replica count and write quorum survive, in one sentence."""
+        from nodes.protocol.quorum import tolerance
+
+        try:
+            return tolerance(self.replica_count, self.write_quorum).text
+        except ValueError as error:
+            return str(error)
+
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
+        if self.write_quorum > self.replica_count:
+            raise ValidationError(
+                {"write_quorum": f"The write quorum cannot exceed the replica count ({self.replica_count})."}
+            )
         if self.lease >= self.failover_timeout:
             raise ValidationError({"lease": "The lease must be shorter than the failover timeout."})
         if self.failover_timeout < 2 * self.heartbeat_interval:
@@ -113,6 +152,11 @@ NODE_REPORTED_FIELDS = [
     "state_hash",
     "state_hash_position",
     "software_version",
+    "archive_id",
+    "last_term",
+    "fence_seen",
+    "resyncing",
+    "resync_target",
     "created_at",
 ]
 
@@ -137,6 +181,25 @@ class Node(models.Model):
     state_hash_position = models.PositiveBigIntegerField(default=0)
     software_version = models.CharField(max_length=64, blank=True)
     credentials_hash = models.CharField(max_length=256, blank=True, editable=False)
+    archive_id = models.CharField(
+        max_length=64, blank=True, help_text="Made when the node's archive was created; a new one means a new empty replica."
+    )
+    last_term = models.PositiveBigIntegerField(default=0, help_text="Term of the node's last archived event.")
+    fence_seen = models.PositiveBigIntegerField(
+        default=0, help_text="The fence the node read before measuring its log (election freshness)."
+    )
+    resyncing = models.BooleanField(
+        default=False,
+        help_text="A new empty replica (archive reset or position went back): neither votes nor leads until resynced.",
+    )
+    resync_target = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The position a resyncing node must reach to vote and lead again."
+    )
+    resync_leader_reports = models.PositiveSmallIntegerField(default=0, editable=False)
+    removed_in_term = models.PositiveBigIntegerField(
+        null=True, blank=True, editable=False,
+        help_text="The term in which the node was removed: it still counts in that term's election quorum.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 
+import redis
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from archive.fence import set_fence
@@ -20,6 +24,9 @@ from controlplane.clusters.models import (
     NodeStatus,
     RoleChange,
 )
+from nodes.protocol import election, identity
+
+log = logging.getLogger("controlplane.services")
 
 
 class ServiceError(Exception):
@@ -70,6 +77,8 @@ def assign_leader(
     One transaction with the cluster row locked (SELECT ... FOR UPDATE): two concurrent
     assignments serialise on that lock, so each bumps the term exactly once and a term
     never has two leaders. `expected_term`, when given, makes this a compare-and-set.
+    Only for a planned change (a live leader that paused and a target that caught up,
+    or a cluster's first leader): with the leader gone, `end_term` + `elect` choose.
     """
     cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
     node_name = node.name if isinstance(node, Node) else node
@@ -81,19 +90,14 @@ def assign_leader(
             raise NotInCluster(f"node {node_name} is not a node of cluster {locked.name}")
         if target.status == NodeStatus.REMOVED:
             raise NotEligible(f"node {node_name} has been removed from cluster {locked.name}")
+        if target.resyncing:
+            raise NotEligible(
+                f"node {node_name} is a new empty replica (its archive was reset); it may lead "
+                f"once it has caught up"
+            )
         old_leader_id = locked.leader_id
         locked.term += 1
-        # The fence goes up before the new role is visible (the commit below announces
-        # it): from here on a publish by the old leader's term is refused by Redis. If
-        # the commit then fails, the fence is merely ahead of the table, which is safe.
-        set_fence(streams.connection(), locked.name, locked.term)
-        locked.leader = target
-        locked.status = ClusterStatus.ACTIVE
-        # Demote first: the partial unique index allows one leader per cluster at a time.
-        Node.objects.filter(cluster=locked).exclude(pk=target.pk).update(role=NodeRole.FOLLOWER)
-        Node.objects.filter(pk=target.pk).update(role=NodeRole.LEADER)
-        locked.save(update_fields=["term", "leader", "status"])
-        return RoleChange.objects.create(
+        change = RoleChange.objects.create(
             cluster=locked,
             term=locked.term,
             old_leader_id=old_leader_id,
@@ -102,6 +106,248 @@ def assign_leader(
             actor=actor.name,
             user_id=actor.user_id,
         )
+        _install_leader(locked, target)
+        raise_fence_after_commit(locked.name, locked.term)
+        return change
+
+
+def _install_leader(locked: Cluster, target: Node) -> None:
+    """Roles and the start of a term with a leader (the cluster row is locked)."""
+    locked.leader = target
+    locked.last_leader = target
+    locked.status = ClusterStatus.ACTIVE
+    locked.status_message = ""
+    locked.term_write_quorum = locked.write_quorum
+    # Demote first: the partial unique index allows one leader per cluster at a time.
+    Node.objects.filter(cluster=locked).exclude(pk=target.pk).update(role=NodeRole.FOLLOWER)
+    Node.objects.filter(pk=target.pk).update(role=NodeRole.LEADER)
+    # Nodes removed during the term that ends count in its election only.
+    Node.objects.filter(cluster=locked, removed_in_term__isnull=False).update(removed_in_term=None)
+    locked.save(
+        update_fields=["term", "leader", "last_leader", "status", "status_message", "term_write_quorum"]
+    )
+
+
+def raise_fence_after_commit(cluster_name: str, term: int) -> None:
+    """Move the fence to `term` once the transaction that set it in the database commits.
+
+    The database goes first (DESIGN §4): the fence is never above the database's term,
+    and a process that dies between the two leaves a state the next heartbeat or
+    supervisor cycle finishes (restore_fence)."""
+
+    def raise_fence() -> None:
+        try:
+            set_fence(streams.connection(), cluster_name, term)
+        except redis.RedisError as error:
+            log.warning("%s: could not raise the fence to %d now (%s); the next cycle will", cluster_name, term, error)
+
+    transaction.on_commit(raise_fence)
+
+
+def end_term(cluster: Cluster | str, *, actor: Actor, reason: str, expected_term: int | None = None) -> RoleChange:
+    """End the current term with no leader yet: the first step of every election.
+
+    Commits term + 1 with no leader, then raises the fence: from then on the old leader
+    can neither publish nor deliver a result nor count an ack, and the reports the nodes
+    send after reading the new fence are the election's votes (`elect`)."""
+    cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(name=cluster_name)
+        check_expectations(locked, expected_term)
+        old_leader_id = locked.leader_id
+        locked.term += 1
+        locked.leader = None
+        if old_leader_id is not None:
+            locked.last_leader_id = old_leader_id
+        locked.status = ClusterStatus.LEADERLESS
+        locked.status_message = f"term {locked.term} fenced: {reason}; waiting for the nodes to report"
+        Node.objects.filter(cluster=locked, role=NodeRole.LEADER).update(role=NodeRole.FOLLOWER)
+        locked.save(update_fields=["term", "leader", "last_leader", "status", "status_message"])
+        change = RoleChange.objects.create(
+            cluster=locked,
+            term=locked.term,
+            old_leader_id=old_leader_id,
+            new_leader=None,
+            reason=f"term ended: {reason}",
+            actor=actor.name,
+            user_id=actor.user_id,
+        )
+        raise_fence_after_commit(locked.name, locked.term)
+        return change
+
+
+def election_of(cluster: Cluster, now=None) -> tuple[election.Election, list[election.Report]]:
+    """The election of the cluster's current (fenced, leaderless) term, from the node rows."""
+    now = now or timezone.now()
+    nodes = list(cluster.nodes.all())
+    followers = tuple(
+        sorted(
+            n.name
+            for n in nodes
+            if n.pk != cluster.last_leader_id
+            and (n.status != NodeStatus.REMOVED or n.removed_in_term is not None)
+        )
+    )
+    reports = [
+        election.Report(
+            name=n.name,
+            fence_seen=n.fence_seen,
+            last_term=n.last_term,
+            position=n.archived_position,
+            live=_reports_live(n, cluster, now),
+            voter=bool(n.archive_id) and not n.resyncing,
+        )
+        for n in nodes
+        if n.status != NodeStatus.REMOVED
+    ]
+    last_leader = next((n.name for n in nodes if n.pk == cluster.last_leader_id), None)
+    return (
+        election.Election(
+            term=cluster.term,
+            followers=followers,
+            write_quorum=min(cluster.term_write_quorum, cluster.write_quorum),
+            old_leader=last_leader,
+        ),
+        reports,
+    )
+
+
+def _reports_live(node: Node, cluster: Cluster, now) -> bool:
+    return (
+        node.status == NodeStatus.LIVE
+        and node.last_heartbeat is not None
+        and (now - node.last_heartbeat).total_seconds() <= cluster.failover_timeout
+    )
+
+
+def elect(
+    cluster: Cluster | str,
+    *,
+    actor: Actor,
+    force: str | None = None,
+    only: str | None = None,
+    expected_term: int | None = None,
+) -> tuple[RoleChange | None, election.Decision]:
+    """Choose the leader of a fenced, leaderless term by the rules of DESIGN §4, or say why not.
+
+    A compare-and-set under the cluster's row lock: the term must still have no leader,
+    so two supervisors (or a supervisor and an operator) never put two leaders in one
+    term. `only` elects that node if the rules choose it (an operator's pick), nobody
+    otherwise. `force` names a node to elect without the safety rules (audited as such)."""
+    cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(name=cluster_name)
+        check_expectations(locked, expected_term)
+        if locked.leader_id is not None:
+            raise StaleExpectation(f"cluster {locked.name} already has leader {locked.leader} in term {locked.term}")
+        contest, reports = election_of(locked)
+        decision = election.decide(contest, reports, force=force, prefer=only)
+        if only is not None and decision.winner not in (None, only):
+            decision = election.Decision(
+                None,
+                f"{only} cannot lead safely: the rules choose {decision.winner} ({decision.reason})",
+                decision.heard,
+                decision.needed,
+            )
+        if decision.winner is None:
+            status = ClusterStatus.NO_SAFE_ELECTION if contest.term > 0 else ClusterStatus.LEADERLESS
+            Cluster.objects.filter(pk=locked.pk).update(status=status, status_message=decision.reason[:500])
+            return None, decision
+        target = Node.objects.get(cluster=locked, name=decision.winner)
+        change, _ = RoleChange.objects.get_or_create(
+            cluster=locked,
+            term=locked.term,
+            defaults={"old_leader_id": locked.last_leader_id, "reason": "", "actor": actor.name},
+        )
+        change.new_leader = target
+        change.reason = (f"{change.reason}; " if change.reason else "") + f"elected: {decision.reason}"
+        change.reason = change.reason[:500]
+        change.actor, change.user_id = actor.name, actor.user_id
+        change.save(update_fields=["new_leader", "reason", "actor", "user"])
+        _install_leader(locked, target)
+        raise_fence_after_commit(locked.name, locked.term)  # already there; restores a lost one
+        log.warning("%s: %s (term %d)", locked.name, decision.reason, locked.term)
+        return change, decision
+
+
+def force_leader(cluster: Cluster | str, node: str, *, actor: Actor, reason: str) -> RoleChange:
+    """An operator's unsafe election (Kafka's unclean.leader.election): ends the term if a
+    leader still holds it, then elects `node` whatever the rules say; the RoleChange says
+    what may be lost. Off unless asked for."""
+    cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
+    locked = Cluster.objects.get(name=cluster_name)
+    if locked.leader_id is not None:
+        end_term(locked, actor=actor, reason=f"forced election asked: {reason}", expected_term=locked.term)
+    change, decision = elect(cluster_name, actor=actor, force=node)
+    if change is None:
+        raise NotEligible(decision.reason)
+    RoleChange.objects.filter(pk=change.pk).update(reason=f"{reason}: {change.reason}"[:500])
+    change.refresh_from_db()
+    return change
+
+
+def set_write_quorum(cluster: Cluster | str, write_quorum: int, *, actor: Actor, live_followers: int | None = None) -> Cluster:
+    """Change W, 0..N. Lowering always works (and the election of this term keeps using
+    the lowest W of the term); raising above the live followers would stop every commit,
+    so it is refused with the reason."""
+    cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(name=cluster_name)
+        refusal = write_quorum_refusal(locked, write_quorum, live_followers)
+        if refusal:
+            raise NotEligible(refusal)
+        locked.write_quorum = write_quorum
+        locked.term_write_quorum = min(locked.term_write_quorum, write_quorum)
+        locked.save(update_fields=["write_quorum", "term_write_quorum"])
+        log.info("%s: write quorum set to %d by %s", locked.name, write_quorum, actor.name)
+        return locked
+
+
+def write_quorum_refusal(cluster: Cluster, write_quorum: int, live_followers: int | None = None) -> str | None:
+    if not 0 <= write_quorum <= cluster.replica_count:
+        return f"The write quorum must be between 0 and the replica count ({cluster.replica_count})."
+    if write_quorum <= cluster.write_quorum:
+        return None
+    if live_followers is None:
+        from controlplane.clusters.switchover import is_live
+
+        live_followers = sum(
+            1 for node in cluster.nodes.exclude(role=NodeRole.LEADER).exclude(status=NodeStatus.REMOVED)
+            if is_live(node, cluster)
+        )
+    if write_quorum > live_followers:
+        return (
+            f"Cannot raise it to {write_quorum}: only {live_followers} follower(s) are live, so no "
+            "command could commit. Start more followers first."
+        )
+    return None
+
+
+def remove_node(node: Node | str, *, actor: Actor) -> Node:
+    """Take a follower out of its cluster: its heartbeats are refused (it stops) and its
+    acks stop counting. It still counts in the election that ends the current term, so
+    no commit it helped make depends on it alone."""
+    node_name = node.name if isinstance(node, Node) else node
+    with transaction.atomic():
+        target = Node.objects.select_related("cluster").get(name=node_name)
+        locked = Cluster.objects.select_for_update().get(pk=target.cluster_id)
+        target.refresh_from_db()
+        if target.status == NodeStatus.REMOVED:
+            return target
+        if locked.leader_id == target.pk:
+            raise NotEligible(f"{target.name} is the leader of {locked.name}; switch over first")
+        others = locked.nodes.exclude(pk=target.pk).exclude(pk=locked.leader_id).exclude(status=NodeStatus.REMOVED)
+        if others.count() < locked.write_quorum:
+            raise NotEligible(
+                f"removing {target.name} would leave {others.count()} follower(s), fewer than the "
+                f"write quorum {locked.write_quorum}: lower the write quorum first"
+            )
+        Node.objects.filter(pk=target.pk).update(
+            status=NodeStatus.REMOVED, role=NodeRole.FOLLOWER, removed_in_term=locked.term
+        )
+        log.warning("%s: node %s removed by %s in term %d", locked.name, target.name, actor.name, locked.term)
+        target.refresh_from_db()
+        return target
 
 
 def check_expectations(
@@ -165,49 +411,107 @@ class HeartbeatReport:
     state_hash: str = ""
     state_hash_position: int = 0
     software_version: str = ""
+    archive_id: str = ""
+    last_term: int = 0
+    fence_seen: int = 0
+
+
+class ImpossibleReport(ServiceError):
+    """A report that cannot be true (a term from the future): refused and logged."""
+
+    code = "impossible_report"
 
 
 def record_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
     """Store a node's heartbeat and return its row, whose role and cluster answer it.
 
-    A plain UPDATE of the node's own row: it takes no cluster lock, so heartbeats never
-    wait behind an election. A removed node is refused rather than revived.
+    Locks the node's own row, never the cluster's, so heartbeats don't wait behind an
+    election. A removed node is refused rather than revived. The report is judged by
+    the archive identity rules (nodes.protocol.identity): a reset archive or a position
+    that went back makes the node a new empty replica; a leader in that state loses
+    its term at once.
     """
     with transaction.atomic():
         # A heartbeat lost in a database crash is harmless (the next one repeats it), so
         # it does not wait for the WAL flush that the nodes' archives on the same server need.
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        return _store_heartbeat(node_name, report)
+        node = _store_heartbeat(node_name, report)
+    if node.resyncing and node.cluster.leader_id == node.pk:
+        with contextlib.suppress(StaleExpectation):  # someone else changed the term first
+            end_term(
+                node.cluster.name,
+                actor=SUPERVISOR,
+                reason=f"leader {node.name} lost its archive ({node.status_message[:120]})",
+                expected_term=node.cluster.term,
+            )
+        node = _node_row(node_name)
+    return node
 
 
 def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
-    updated = (
-        Node.objects.filter(name=node_name)
-        .exclude(status=NodeStatus.REMOVED)
-        .update(
-            status=report.status,
-            status_message=report.status_message[:500],
-            last_heartbeat=timezone.now(),
-            archived_position=report.archived_position,
-            applied_position=report.applied_position,
-            state_hash=report.state_hash,
-            state_hash_position=report.state_hash_position,
-            software_version=report.software_version[:64],
-        )
-    )
-    if updated != 1:
+    node = Node.objects.select_for_update(of=("self",)).select_related("cluster").filter(name=node_name).first()
+    if node is None or node.status == NodeStatus.REMOVED:
         raise NotEligible(f"node {node_name} has been removed; it must not run")
+    cluster = node.cluster
+    verdict = identity.judge(
+        identity.OnFile(node.archive_id, node.archived_position, node.resyncing, node.resync_target),
+        identity.Claim(report.archive_id, report.archived_position, report.last_term, report.fence_seen),
+        cluster.term,
+    )
+    if verdict.refuse:
+        log.error("%s: refused the report of %s: %s", cluster.name, node_name, verdict.refuse)
+        raise ImpossibleReport(f"report of {node_name} refused: {verdict.refuse}")
+    fields = {
+        "status": report.status,
+        "status_message": report.status_message[:500],
+        "last_heartbeat": timezone.now(),
+        "archived_position": report.archived_position,
+        "applied_position": report.applied_position,
+        "state_hash": report.state_hash,
+        "state_hash_position": report.state_hash_position,
+        "software_version": report.software_version[:64],
+        "last_term": report.last_term,
+        "fence_seen": report.fence_seen,
+        "resyncing": verdict.resyncing,
+    }
+    if report.archive_id:
+        fields["archive_id"] = report.archive_id
+    if verdict.reset:
+        log.warning("%s: node %s: %s", cluster.name, node_name, verdict.reason)
+        fields.update(resync_target=None, resync_leader_reports=0)
+        fields["status_message"] = f"{verdict.reason}; {report.status_message}"[:500]
+    elif verdict.reason:
+        log.warning("%s: node %s: %s", cluster.name, node_name, verdict.reason)
+    Node.objects.filter(pk=node.pk).update(**fields)
+    if cluster.leader_id == node.pk and not verdict.resyncing:
+        _count_leader_report(cluster, report.archived_position)
+    return _node_row(node_name)
+
+
+def _count_leader_report(cluster: Cluster, leader_position: int) -> None:
+    """Resync targets (nodes.protocol.identity): the leader's position in its second
+    report received after a node's reset was seen covers every commit its old archive
+    may have helped make."""
+    waiting = Node.objects.filter(cluster=cluster, resyncing=True, resync_target__isnull=True)
+    if waiting.update(resync_leader_reports=F("resync_leader_reports") + 1):
+        waiting.filter(resync_leader_reports__gte=identity.LEADER_REPORTS_FOR_TARGET).update(
+            resync_target=leader_position
+        )
+
+
+def _node_row(node_name: str) -> Node:
     return Node.objects.select_related(
         "cluster", "cluster__leader", "cluster__switchover_target"
     ).get(name=node_name)
 
 
 def restore_fence(cluster: Cluster) -> int | None:
-    """Put the cluster's fence back at its term if Redis lost it (restart, flush).
+    """Put the cluster's fence back at its term if Redis lost it (restart, flush), or
+    raise it to the term if a role change committed but its process died before the fence.
 
     Safe at any time: the fence only moves up, and the table's term is the truth. Until
-    it is back, every publish is refused, so the nodes' heartbeats call this.
+    it is back, every publish, delivery and ack is refused, so the heartbeats call this.
     """
     if cluster.term < 1:
         return None

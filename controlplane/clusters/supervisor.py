@@ -1,9 +1,13 @@
-"""The supervisor: detects a dead leader by its heartbeat age, elects a follower, marks dead nodes.
+"""The supervisor: detects a dead leader by its heartbeat age, ends its term, elects, marks dead nodes.
 
-One `run_cycle()` per cluster returns what it did as a sentence. It is safe with two
-supervisors at once: offline marking is a conditional UPDATE, and an election is a
-compare-and-set on the term under the cluster's row lock (services.assign_leader), so
-the second supervisor's election fails with StaleExpectation and does nothing.
+One `run_cycle()` per cluster returns what it did, or why it waits, as a sentence (kept
+in the cluster's status message for the admin, the API and the dashboard). An election
+takes two steps (DESIGN §4): `services.end_term` commits a new term with no leader and
+then moves the fence, so the old leader can no longer publish, deliver or count acks;
+`services.elect` then chooses by the election restriction and quorum from the reports
+the nodes made after reading the new fence (nodes.protocol.election). Both are
+compare-and-sets under the cluster's row lock, so two supervisors at once are safe: the
+second one's step fails with StaleExpectation and does nothing.
 """
 
 from __future__ import annotations
@@ -16,21 +20,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from controlplane.clusters import services
-from controlplane.clusters.election import Candidate, choose_leader, is_silent
-from controlplane.clusters.models import Cluster, ClusterStatus, Node, NodeRole, NodeStatus
+from controlplane.clusters.models import Cluster, ClusterStatus, Node, NodeStatus
 
 log = logging.getLogger("controlplane.supervisor")
 
 
-def candidate(node: Node) -> Candidate:
-    return Candidate(
-        name=node.name,
-        role=node.role,
-        status=node.status,
-        last_heartbeat=node.last_heartbeat,
-        archived_position=node.archived_position,
-        applied_position=node.applied_position,
-    )
+def is_silent(node: Node, now, timeout: float) -> bool:
+    return node.last_heartbeat is None or (now - node.last_heartbeat).total_seconds() > timeout
 
 
 def mark_offline(cluster: Cluster, now) -> list[str]:
@@ -68,41 +64,63 @@ def run_cycle(cluster: Cluster) -> str:
         return f"{cluster.name}: Redis unreachable ({error}); no election without a fence"
     offline = mark_offline(cluster, now)
     nodes = list(cluster.nodes.exclude(status=NodeStatus.REMOVED))
-    leader = next((n for n in nodes if n.role == NodeRole.LEADER), None)
-    followers = [candidate(n) for n in nodes if n.role != NodeRole.LEADER]
-    live_followers = [f for f in followers if f.status == "live" and not is_silent(f, now, cluster.failover_timeout)]
     done = f"{cluster.name}: marked {', '.join(offline)} offline; " if offline else f"{cluster.name}: "
-
     diverged = divergent_nodes(nodes)
     if diverged:
         log.error("%s: STATE DIVERGENCE at the same position: %s", cluster.name, diverged)
         done += f"STATE DIVERGENCE: {diverged}; "
-    leader_silent = leader is None or is_silent(candidate(leader), now, cluster.failover_timeout)
-    if not leader_silent:
-        status = ClusterStatus.ACTIVE if len(live_followers) >= cluster.replica_count else ClusterStatus.DEGRADED
-        Cluster.objects.filter(pk=cluster.pk).exclude(status=status).update(status=status)
-        return done + f"no action: leader {leader.name} is live in term {cluster.term}"
 
-    winner, why = choose_leader(
-        followers, candidate(leader) if leader else None, now, cluster.failover_timeout
-    )
-    if winner is None:
-        Cluster.objects.filter(pk=cluster.pk).update(status=ClusterStatus.LEADERLESS)
-        return done + f"leader {leader.name if leader else '-'} is silent; {why}"
-    age = (now - leader.last_heartbeat).total_seconds() if leader and leader.last_heartbeat else None
-    reason = (
-        f"failover: leader {leader.name} silent for {age:.1f} s; {why}"
-        if leader and age is not None
-        else f"no leader; {why}"
-    )
+    leader = next((n for n in nodes if n.pk == cluster.leader_id), None)
+    if cluster.leader_id is not None:
+        if leader is not None and not is_silent(leader, now, cluster.failover_timeout):
+            return done + _leader_is_live(cluster, leader, nodes, now)
+        age = (now - leader.last_heartbeat).total_seconds() if leader and leader.last_heartbeat else None
+        why = f"leader {leader.name if leader else '?'} silent for {age:.1f} s" if age is not None else "leader never reported"
+        try:
+            change = services.end_term(cluster, actor=services.SUPERVISOR, reason=why, expected_term=cluster.term)
+        except services.StaleExpectation:
+            return done + "another supervisor changed the term first; nothing to do"
+        log.warning("%s: %s: ended term %d, electing in term %d", cluster.name, why, cluster.term, change.term)
+        return done + f"{why}: ended its term; electing in term {change.term} once the nodes report"
+
+    if cluster.term == 0:
+        try:
+            change = services.end_term(
+                cluster, actor=services.SUPERVISOR, reason="first election", expected_term=0
+            )
+        except services.StaleExpectation:
+            return done + "another supervisor changed the term first; nothing to do"
+        return done + f"first election: electing in term {change.term} once the nodes report"
     try:
-        change = services.assign_leader(
-            cluster, winner.name, actor=services.SUPERVISOR, reason=reason, expected_term=cluster.term
-        )
+        change, decision = services.elect(cluster, actor=services.SUPERVISOR, expected_term=cluster.term)
     except services.StaleExpectation:
         return done + "another supervisor changed the term first; nothing to do"
-    log.warning("%s: %s (term %d)", cluster.name, reason, change.term)
-    return done + f"elected {winner.name} in term {change.term}: {reason}"
+    if change is None:
+        return done + f"no leader in term {cluster.term}: {decision.reason}"
+    return done + f"elected {decision.winner} in term {change.term}: {decision.reason}"
+
+
+def _leader_is_live(cluster: Cluster, leader: Node, nodes: list[Node], now) -> str:
+    live = sum(
+        1
+        for n in nodes
+        if n.pk != leader.pk and n.status == NodeStatus.LIVE and not is_silent(n, now, cluster.failover_timeout)
+    )
+    if live < cluster.write_quorum:
+        status = ClusterStatus.DEGRADED
+        message = (
+            f"leader {leader.name} is live in term {cluster.term}, but only {live} follower(s) are live: "
+            f"commits need {cluster.write_quorum}"
+        )
+    elif live < cluster.replica_count:
+        status = ClusterStatus.DEGRADED
+        message = f"leader {leader.name} is live in term {cluster.term}; {live} of {cluster.replica_count} followers live"
+    else:
+        status, message = ClusterStatus.ACTIVE, ""
+    Cluster.objects.filter(pk=cluster.pk).exclude(status=status, status_message=message).update(
+        status=status, status_message=message
+    )
+    return f"no action: leader {leader.name} is live in term {cluster.term}" + (f" ({message})" if message else "")
 
 
 def run_all() -> list[str]:

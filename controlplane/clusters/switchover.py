@@ -49,17 +49,14 @@ def is_live(node: Node, cluster: Cluster, now=None) -> bool:
 
 
 def replica_count_refusal(cluster: Cluster, wanted: int) -> str | None:
-    """Why the replica count cannot be raised to `wanted` now, or None if it can.
+    """Why the replica count (N) cannot be set to `wanted` now, or None if it can.
 
-    Lowering is always allowed (commits get easier); raising above the number of live
-    followers would stop every commit, so it waits for more followers."""
-    if wanted <= cluster.replica_count:
-        return None
-    live = sum(1 for node in cluster.nodes.exclude(role=NodeRole.LEADER) if is_live(node, cluster))
-    if wanted > live:
+    N is how many followers hold a copy; it may not go below the write quorum W, which
+    counts acks among them (lower W first)."""
+    if wanted < cluster.write_quorum:
         return (
-            f"Cannot raise it to {wanted}: only {live} follower(s) are live, so no command "
-            "could commit. Start more followers first."
+            f"Cannot set it to {wanted}: the write quorum is {cluster.write_quorum} and cannot "
+            "exceed the replica count. Lower the write quorum first."
         )
     return None
 
@@ -113,21 +110,20 @@ def change_leader(
         if target.role == NodeRole.LEADER:
             raise services.NotEligible(f"{target.name} is already the leader of {cluster.name}")
         leader = cluster.leader
-        if leader is None or not is_live(leader, cluster, now):
-            return _assign_without_live_leader(cluster, target, actor, reason)
-        if not is_live(target, cluster, now):
+        no_live_leader = leader is None or not is_live(leader, cluster, now)
+        if not no_live_leader and not is_live(target, cluster, now):
             raise services.NotEligible(
                 f"{target.name} is {target.get_status_display().lower()} (no heartbeat for "
                 f"{cluster.failover_timeout:.1f} s): start it first"
             )
-        lag = leader.archived_position - target.archived_position
-        if lag > MAX_LAG_TO_START:
-            raise Lagging(f"{target.name} is {lag} events behind {leader.name}; let it catch up first")
-        started = now
-        cluster.switchover_target = target
-        cluster.switchover_deadline = now + timedelta(seconds=timeout)
-        cluster.save(update_fields=["switchover_target", "switchover_deadline"])
-        term = cluster.term
+        if no_live_leader:
+            term = cluster.term
+        else:
+            _start_switchover(cluster, leader, target, now, timeout)
+            term = cluster.term
+    if no_live_leader:
+        return _elect_without_live_leader(cluster_name, target_name, term, actor, reason, timeout)
+    started = now
     try:
         final = _wait_for_catch_up(cluster.pk, leader.pk, target.pk, started, timeout)
         return services.assign_leader(
@@ -143,20 +139,41 @@ def change_leader(
         )
 
 
-def _assign_without_live_leader(cluster, target, actor, reason) -> RoleChange:
-    ahead = (
-        cluster.nodes.exclude(pk=target.pk)
-        .exclude(status=NodeStatus.REMOVED)
-        .filter(archived_position__gt=target.archived_position)
-        .order_by("-archived_position")
-        .first()
-    )
-    if ahead is not None:
-        raise Lagging(
-            f"{target.name} has archived {target.archived_position} events but {ahead.name} has "
-            f"{ahead.archived_position}: choosing {target.name} could drop committed events"
-        )
-    return services.assign_leader(cluster, target, actor=actor, reason=reason, expected_term=cluster.term)
+def _start_switchover(cluster: Cluster, leader: Node, target: Node, now, timeout: float) -> None:
+    """Mark the switchover in flight (the cluster row is locked): the leader pauses."""
+    if target.resyncing:
+        raise services.NotEligible(f"{target.name} is a new empty replica (its archive was reset); let it catch up")
+    lag = leader.archived_position - target.archived_position
+    if lag > MAX_LAG_TO_START:
+        raise Lagging(f"{target.name} is {lag} events behind {leader.name}; let it catch up first")
+    cluster.switchover_target = target
+    cluster.switchover_deadline = now + timedelta(seconds=timeout)
+    cluster.save(update_fields=["switchover_target", "switchover_deadline"])
+
+
+def _elect_without_live_leader(
+    cluster_name: str, target_name: str, term: int, actor: services.Actor, reason: str, timeout: float
+) -> RoleChange:
+    """With no live leader, an operator's pick goes through the election rules: the
+    term of a silent leader is ended first (fence), then the target is elected only if
+    the rules choose it from the nodes' fresh reports. Refused with the reason otherwise;
+    `force` is the audited way around."""
+    cluster = Cluster.objects.get(name=cluster_name)
+    if cluster.leader_id is not None or cluster.term == 0:
+        services.end_term(cluster, actor=actor, reason=f"{reason}: leader not live", expected_term=term)
+    deadline = time.monotonic() + timeout
+    while True:
+        change, decision = services.elect(cluster_name, actor=actor, only=target_name)
+        if change is not None:
+            RoleChange.objects.filter(pk=change.pk).update(reason=f"{reason}: {change.reason}"[:500])
+            change.refresh_from_db()
+            return change
+        if time.monotonic() > deadline:
+            raise services.NotEligible(
+                f"{target_name} cannot be elected safely now: {decision.reason}. "
+                "An operator may force it (POST .../force-leader/), accepting the loss it names."
+            )
+        time.sleep(0.1)
 
 
 def _wait_for_catch_up(cluster_id: int, leader_id: int, target_id: int, started, timeout: float) -> int:

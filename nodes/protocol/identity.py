@@ -1,0 +1,75 @@
+"""Archive identity and position reports (DESIGN §4 "Archive identity").
+
+Each archive gets an id when it is created. A node that reports another archive id than
+the one on file, or a position lower than it reported before with the same archive, no
+longer holds what it may have acknowledged: it becomes a *new empty replica* (resyncing)
+that neither votes in an election nor leads, until it holds everything that may have
+been committed while it was away. Its acks count only for what it has archived since
+(commit.CommitTracker keys progress by archive id).
+
+When does a resyncing node hold everything? Any position committed with its old
+archive's help was archived by the leader before the node's reset was seen. A leader
+report *built* after the reset was seen covers it; the leader's second report received
+after that moment was built after the first one's answer, so after it. The control plane
+counts leader reports and takes the target position from the second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LEADER_REPORTS_FOR_TARGET = 2
+
+
+@dataclass(frozen=True)
+class OnFile:
+    """What the control plane holds about a node."""
+
+    archive_id: str
+    position: int
+    resyncing: bool
+    resync_target: int | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a heartbeat says."""
+
+    archive_id: str
+    position: int
+    last_term: int
+    fence_seen: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    refuse: str = ""  # non-empty: an impossible report, refused and logged
+    resyncing: bool = False
+    reset: bool = False  # this report starts a resync (reset archive, or position went back)
+    reason: str = ""
+
+
+def judge(on_file: OnFile, claim: Claim, cluster_term: int) -> Verdict:
+    """Accept, refuse, or mark as a new empty replica; plain values in and out."""
+    if claim.last_term > cluster_term:
+        return Verdict(refuse=f"claims events of term {claim.last_term}, but the cluster is at term {cluster_term}")
+    if claim.fence_seen > cluster_term:
+        return Verdict(refuse=f"claims fence {claim.fence_seen}, but the cluster is at term {cluster_term}")
+    if not claim.archive_id:
+        # Not opened its archive yet (start-up): nothing to judge, keep what is on file.
+        return Verdict(resyncing=on_file.resyncing)
+    if on_file.archive_id and claim.archive_id != on_file.archive_id:
+        return Verdict(
+            resyncing=True, reset=True,
+            reason=f"archive changed ({on_file.archive_id[:8]} -> {claim.archive_id[:8]}): a new empty replica",
+        )  # fmt: skip
+    if on_file.archive_id and claim.position < on_file.position:
+        return Verdict(
+            resyncing=True, reset=True,
+            reason=f"position went back from {on_file.position} to {claim.position}: resyncing",
+        )  # fmt: skip
+    if on_file.resyncing:
+        if on_file.resync_target is not None and claim.position >= on_file.resync_target:
+            return Verdict(resyncing=False, reason=f"resynced to {claim.position}: votes and may lead again")
+        return Verdict(resyncing=True)
+    return Verdict()
