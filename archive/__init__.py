@@ -15,6 +15,7 @@ from archive.errors import (
     TrimmedError,
 )
 from archive.fence import get_fence, set_fence
+from archive.fenced import FencedWrites
 from archive.keys import ClusterKeys, keys
 from archive.pglog import PostgresEventLog
 from archive.pgsnapshots import PostgresSnapshotStore
@@ -33,6 +34,7 @@ __all__ = [
     "EventPublisher",
     "EventReader",
     "FencedError",
+    "FencedWrites",
     "LogEntry",
     "LogGapError",
     "PostgresEventLog",

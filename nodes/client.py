@@ -148,7 +148,7 @@ class ClusterClient:
                 f"no committed result within the timeout: cluster {self.cluster} has no leader "
                 "reporting; the command stays queued and runs once a leader takes it"
             )
-        replica_count = int(status.get("replica_count", 0))
+        write_quorum = int(status.get("write_quorum", status.get("replica_count", 0)))
         live = [name for name in status.get("live_followers", "").split(",") if name]
         age = (time.time_ns() - int(status.get("updated_ns", 0))) / 1e9
         if age > 5:
@@ -156,9 +156,9 @@ class ClusterClient:
                 f"no committed result within the timeout: leader {status.get('leader')} has not "
                 f"reported for {age:.0f} s; the command stays queued for the next leader"
             )
-        if len(live) < replica_count:
+        if len(live) < write_quorum:
             return NotEnoughReplicas(
-                f"not enough replicas: replica count is {replica_count} but only {len(live)} "
+                f"not enough replicas: the write quorum is {write_quorum} but only {len(live)} "
                 f"follower(s) acknowledge ({', '.join(live) or 'none'}); the command is kept "
                 "and commits when enough followers are back"
             )

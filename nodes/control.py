@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -18,15 +18,6 @@ class NodeRefused(ControlPlaneError):
 
 
 @dataclass(frozen=True)
-class Peer:
-    name: str
-    role: str
-    status: str
-    archive_location: str
-    archived_position: int
-
-
-@dataclass(frozen=True)
 class ClusterView:
     """The answer to a heartbeat: this node's role and its cluster's configuration."""
 
@@ -36,17 +27,22 @@ class ClusterView:
     term: int
     leader: str | None
     replica_count: int
+    write_quorum: int  # W: follower acks a commit needs
     heartbeat_interval: float
     failover_timeout: float
     lease: float
     archive_location: str
+    archive_id: str = ""  # the archive id on file: a leader leads only with that archive
+    resyncing: bool = False  # a new empty replica: may follow, never lead
+    members: tuple[str, ...] = ()  # the current followers; only their acks count
     switchover_to: str | None = None  # set: a planned switchover is in flight
-    peers: tuple[Peer, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClusterView:
-        peers = tuple(Peer(**peer) for peer in data.pop("peers", []))
-        return cls(**data, peers=peers)
+        known = {name for name in cls.__dataclass_fields__}
+        values = {key: value for key, value in data.items() if key in known}
+        values["members"] = tuple(values.get("members", ()))
+        return cls(**values)
 
 
 class ControlPlane(Protocol):

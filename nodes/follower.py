@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import time
 
-from archive import RedisEventReader, TrimmedError, delete_replay, keys
+from archive import FencedWrites, RedisEventReader, TrimmedError, delete_replay, keys
 from nodes import peer, wire
 from nodes.engine import decode_events
+from nodes.protocol.fencing import FenceVerdict
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class Follower:
         self.live = RedisEventReader(self.redis, wire.events_key(self.cluster, term))
         self.replay_key = cluster_keys.replay(node.config.name)
         self.acks_key = wire.acks_key(self.cluster)
+        self.fenced = FencedWrites(self.redis, self.cluster)
+        self.fence_refused: str = ""  # why our last ack was refused, for the status
 
     def cycle(self) -> str:
         state = self.node.state
@@ -43,6 +46,8 @@ class Follower:
             return self.catch_up(trimmed)
         if not entries:
             self.acknowledge()  # idle: repeat the ack so a new leader learns where we are
+            if self.fence_refused:
+                return f"follower of {self.leader} (term {self.term}): {self.fence_refused}"
             return f"follower of {self.leader} (term {self.term}): up to date at position {after}"
         self.store(entries)
         return f"follower of {self.leader} (term {self.term}): archived up to {state.position}"
@@ -70,12 +75,19 @@ class Follower:
         self.node.after_batch()
 
     def acknowledge(self) -> None:
-        self.redis.xadd(
+        """Ack our archived position, fenced: an ack of our term enters the ack stream
+        only while the fence is at it (archive/fenced.py), with our archive's id so that
+        a reset archive's acks never stand for the old one's."""
+        state = self.node.state
+        verdict, fence = self.fenced.acknowledge(
+            self.term,
             self.acks_key,
-            {"n": self.node.config.name, "p": self.node.state.archived, "t": self.term},
-            maxlen=1000,
-            approximate=True,
+            {"n": self.node.config.name, "p": state.archived, "t": self.term, "a": state.archive_id},
         )
+        if verdict == FenceVerdict.OK:
+            self.fence_refused = ""
+        else:
+            self.fence_refused = f"ack of term {self.term} refused: the fence is {verdict} ({fence})"
 
     def catch_up(self, trimmed: TrimmedError) -> str:
         """Replay the missing range from the leader's archive, then resume live."""

@@ -5,8 +5,10 @@ the command stream, stamps time and runs handle+apply; the archive thread append
 it processed to the archive (one transaction for all batches waiting: group commit),
 publishes it with the fence and puts it in `pending`, while the loop goes on with the
 next batch. The commit thread collects the followers' acknowledgements and, once the
-leader and R followers hold a position, delivers the results of every command up to it
-and acknowledges them in the command stream. A result is never sent before its commit.
+leader and W current members hold a position (nodes.protocol.commit), delivers the
+results of every command up to it and acknowledges them in the command stream, with a
+fenced script: once the fence moved past our term, nothing more is delivered. A result
+is never sent before its commit.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis as redis_lib
 
-from archive import FencedError, RedisEventPublisher
+from archive import FencedError, FencedWrites, RedisEventPublisher
 from nodes import wire
 from nodes.engine import CodecError, CommandDuplicate, decode_command
+from nodes.protocol.commit import CommitTracker
+from nodes.protocol.fencing import FenceVerdict
 
 log = logging.getLogger(__name__)
 
@@ -54,40 +58,6 @@ class PendingBatch:
     stream_ids: list[bytes]
 
 
-@dataclass
-class FollowerProgress:
-    position: int = 0
-    seen_at: float = 0.0
-
-
-@dataclass
-class CommitTracker:
-    """The commit rule, as plain values (the commit thread feeds it)."""
-
-    term: int
-    leader_position: int = 0
-    followers: dict[str, FollowerProgress] = field(default_factory=dict)
-
-    def record_ack(self, node: str, position: int, term: int, now: float) -> None:
-        if term != self.term:
-            return  # an ack for another leader's log says nothing about ours
-        progress = self.followers.setdefault(node, FollowerProgress())
-        progress.position = max(progress.position, position)
-        progress.seen_at = now
-
-    def commit_position(self, replica_count: int) -> int:
-        """Highest position held by the leader and at least `replica_count` followers."""
-        if replica_count <= 0:
-            return self.leader_position
-        positions = sorted((p.position for p in self.followers.values()), reverse=True)
-        if len(positions) < replica_count:
-            return 0
-        return min(self.leader_position, positions[replica_count - 1])
-
-    def live_followers(self, now: float, window: float) -> list[str]:
-        return sorted(name for name, p in self.followers.items() if now - p.seen_at <= window)
-
-
 class Leader:
     """Leads one term. Created when the node becomes leader, discarded when it stops."""
 
@@ -105,7 +75,13 @@ class Leader:
             maxlen=node.config.stream_maxlen,
             stream_key=wire.events_key(self.cluster, term),
         )
-        self.tracker = CommitTracker(term=term, leader_position=node.state.position)
+        self.tracker = CommitTracker(
+            term=term, term_start=node.state.position + 1, leader_position=node.state.position
+        )
+        self.tracker.set_members(node.view.members)
+        self.fenced = FencedWrites(self.redis, self.cluster)
+        self._seen: dict[str, float] = {}  # follower -> when its last ack arrived (monotonic)
+        self._fence_warned = 0.0
         self.pending: deque[PendingBatch] = deque()
         self.lock = threading.Lock()  # guards tracker and pending
         self.deliver_lock = threading.Lock()  # one delivery at a time: commit never goes back
@@ -113,7 +89,6 @@ class Leader:
         self.commit_position = 0
         self._status_at = 0.0  # when the commit hash was last written
         self._status_commit = -1  # the commit position it says
-        self._expiry_set: dict[str, float] = {}  # reply list -> when its TTL was last set
         self.committer = threading.Thread(
             target=self._commit_loop, name=f"commit-{node.config.name}", daemon=True
         )
@@ -305,15 +280,15 @@ class Leader:
         return replies
 
     def _hand_over(self, batch: PendingBatch) -> None:
-        replica_count = self.node.view.replica_count
+        write_quorum = self.node.view.write_quorum
         with self.lock:
             self.tracker.leader_position = batch.last_position
             self.pending.append(batch)
-            committed = self.tracker.commit_position(replica_count) >= batch.last_position
+            committed = self.tracker.commit_position(write_quorum) >= batch.last_position
         if committed:
             # The acks arrived before we got here (or R = 0): deliver now; otherwise
             # the commit thread does when the acks come in.
-            self._deliver(replica_count)
+            self._deliver(write_quorum)
 
     def _publish(self, entries: list) -> None:
         """Publish with the fence. A missing fence (Redis lost it) holds the batch, and
@@ -325,11 +300,12 @@ class Leader:
                 self.note = ""
                 return
             except FencedError as error:
-                if error.current_fence is not None:
+                if error.current_fence is not None and error.current_fence > self.term:
                     raise SteppedDown(f"publish refused: {error}") from error
+                what = "missing in Redis" if error.current_fence is None else f"still at term {error.current_fence}"
                 self.note = (
-                    f"leader of term {self.term}: the fence is missing in Redis; holding "
-                    f"{len(entries)} archived events until the control plane restores it"
+                    f"leader of term {self.term}: the fence is {what}; holding "
+                    f"{len(entries)} archived events until the control plane raises it"
                 )
                 if self.stopping.wait(0.05):
                     raise SteppedDown("stopped while the fence was missing") from error
@@ -352,8 +328,8 @@ class Leader:
             last_id = recent[0][0]
         while not self.stopping.is_set():
             try:
-                replica_count = self.node.view.replica_count
-                if replica_count > 0:
+                write_quorum = self.node.view.write_quorum
+                if write_quorum > 0:
                     reply = self.redis.xread({self.acks_key: last_id}, count=1000, block=20)
                     rows = reply[0][1] if reply else []
                     if rows:
@@ -363,7 +339,7 @@ class Leader:
                     # R = 0: the archive thread delivers each batch itself; this only
                     # keeps the commit hash fresh.
                     self.stopping.wait(0.05)
-                self._deliver(replica_count)
+                self._deliver(write_quorum)
             except redis_lib.RedisError as error:
                 log.warning("commit thread: Redis error %s; retrying", error)
                 time.sleep(0.1)
@@ -375,60 +351,77 @@ class Leader:
         acks = []
         for _entry_id, fields in rows:
             try:
-                acks.append((fields[b"n"].decode(), int(fields[b"p"]), int(fields[b"t"])))
-            except (KeyError, ValueError):
+                acks.append(
+                    (fields[b"n"].decode(), int(fields[b"p"]), int(fields[b"t"]), fields.get(b"a", b"").decode())
+                )
+            except (KeyError, ValueError, UnicodeDecodeError):
                 continue  # not an ack of ours
         with self.lock:
-            for node, position, term in acks:
-                self.tracker.record_ack(node, position, term, now)
+            self.tracker.set_members(self.node.view.members)
+            for node, position, term, archive_id in acks:
+                if self.tracker.record_ack(node, position, term, archive_id):
+                    self._seen[node] = now
 
-    def _deliver(self, replica_count: int) -> None:
+    def _deliver(self, write_quorum: int) -> None:
         with self.deliver_lock:
-            self._deliver_locked(replica_count)
+            self._deliver_locked(write_quorum)
 
-    def _deliver_locked(self, replica_count: int) -> None:
+    def _deliver_locked(self, write_quorum: int) -> None:
         with self.lock:
-            commit = self.tracker.commit_position(replica_count)
+            commit = self.tracker.commit_position(write_quorum)
             ready: list[PendingBatch] = []
             while self.pending and self.pending[0].last_position <= commit:
                 ready.append(self.pending.popleft())
-            live = self.tracker.live_followers(time.monotonic(), self.node.view.failover_timeout)
-        now = time.monotonic()
+            now = time.monotonic()
+            window = self.node.view.failover_timeout
+            live = sorted(name for name, seen in self._seen.items() if now - seen <= window)
         since = now - self._status_at
         status_due = since >= 0.5 or (since >= STATUS_EVERY_S and commit != self._status_commit)
         if not ready and not status_due:
             return  # nothing to deliver, and the status hash is fresh enough
+        if ready and not self._deliver_fenced(ready):
+            with self.lock:
+                self.pending.extendleft(reversed(ready))  # not delivered: keep them, in order
+            return
         self.commit_position = max(self.commit_position, commit)
-        # One command per client reply list, one XACK and one XDEL for the lot: the
-        # per-command cost of a pipeline is most of what delivery costs.
+        if status_due:
+            self._status_at, self._status_commit = now, self.commit_position
+            self.redis.hset(
+                self.commit_key,
+                mapping={
+                    "term": self.term,
+                    "leader": self.node.config.name,
+                    "commit_position": self.commit_position,
+                    "leader_position": self.tracker.leader_position,
+                    "write_quorum": write_quorum,
+                    "live_followers": ",".join(live),
+                    "updated_ns": time.time_ns(),
+                },
+            )
+
+    def _deliver_fenced(self, ready: list[PendingBatch]) -> bool:
+        """Report the results of committed batches and acknowledge their commands, in one
+        fenced script call: one RPUSH per client reply list, one XACK and XDEL for the lot.
+        False when the fence refused it (kept pending; a newer term means we step down)."""
         replies: dict[str, list[bytes]] = {}
         for batch in ready:
             for key, message in batch.replies:
                 replies.setdefault(key, []).append(message)
         stream_ids = [entry_id for batch in ready for entry_id in batch.stream_ids]
-        with self.redis.pipeline(transaction=False) as pipe:
-            for key, messages in replies.items():
-                pipe.rpush(key, *messages)
-                if now - self._expiry_set.get(key, -REPLY_TTL_S) > REPLY_TTL_S / 2:
-                    pipe.expire(key, REPLY_TTL_S)  # replies nobody collects go away
-                    self._expiry_set[key] = now
-            if stream_ids:
-                pipe.xack(self.commands_key, wire.LEADER_GROUP, *stream_ids)
-                pipe.xdel(self.commands_key, *stream_ids)
-            if status_due:
-                self._status_at, self._status_commit = now, self.commit_position
-                pipe.hset(
-                    self.commit_key,
-                    mapping={
-                        "term": self.term,
-                        "leader": self.node.config.name,
-                        "commit_position": self.commit_position,
-                        "leader_position": self.tracker.leader_position,
-                        "replica_count": replica_count,
-                        "live_followers": ",".join(live),
-                        "updated_ns": time.time_ns(),
-                    },
-                )
-            pipe.execute()
-        if len(self._expiry_set) > 10_000:  # forget clients long gone
-            self._expiry_set = {k: t for k, t in self._expiry_set.items() if now - t < REPLY_TTL_S}
+        verdict, fence = self.fenced.deliver(
+            self.term,
+            replies,
+            commands_key=self.commands_key,
+            group=wire.LEADER_GROUP,
+            command_ids=stream_ids,
+            reply_ttl=REPLY_TTL_S,
+        )
+        if verdict == FenceVerdict.OK:
+            return True
+        if verdict == FenceVerdict.DEPOSED:
+            if self.failure is None:
+                self.failure = SteppedDown(f"delivery refused: the fence is at term {fence}, past our term {self.term}")
+        elif time.monotonic() - self._fence_warned > 1.0:
+            self._fence_warned = time.monotonic()
+            log.warning("term %d: the fence is %s; holding results until the control plane restores it", self.term, verdict)
+        return False

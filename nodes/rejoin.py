@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from archive import EventLog
-
 from nodes.protocol.rejoin import TermRanges
 
 

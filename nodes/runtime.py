@@ -13,14 +13,16 @@ from typing import Any
 
 import redis as redis_lib
 
-from archive import ArchiveError
+from archive import ArchiveError, get_fence
 from nodes import peer
 from nodes.config import NodeConfig
 from nodes.control import ClusterView, ControlPlane, ControlPlaneError, NodeRefused
 from nodes.follower import Follower
 from nodes.gcwatch import GcWatch
 from nodes.leader import Leader, SteppedDown
-from nodes.rejoin import agreed_position, term_ranges
+from nodes.protocol import rejoin
+from nodes.protocol.lease import Lease
+from nodes.rejoin import term_ranges
 from nodes.state import NodeState
 
 log = logging.getLogger("nodes.runtime")
@@ -55,7 +57,7 @@ class Node:
         self._status_kind, self._status_logged_at = "", 0.0
         self.stopping = threading.Event()
         self.stopped = threading.Event()
-        self.last_heartbeat_ok = 0.0
+        self.lease = Lease(duration=0.0)  # renewed by every answered heartbeat, from its send time
         self.snapshot_requested = threading.Event()
         self.snapshot_done = threading.Event()
         self.last_snapshot_status = ""
@@ -180,12 +182,23 @@ class Node:
         """Take the role the control plane gives, run one cycle of it, say what happened."""
         view = self.view
         if view.role == "leader":
-            if time.monotonic() - self.last_heartbeat_ok > view.lease:
+            self.lease.duration = view.lease
+            if not self.lease.valid(time.monotonic()):
                 self._stop_role()
                 time.sleep(0.05)
                 return (
-                    f"leader of term {view.term}: lease expired (no heartbeat answered for "
-                    f"{view.lease:.1f} s), not taking commands"
+                    f"leader of term {view.term}: lease expired (no heartbeat answered within "
+                    f"{view.lease:.1f} s of being sent), not taking commands"
+                )
+            if view.resyncing or view.archive_id != self.state.archive_id:
+                # The control plane has not seen this archive yet (just restarted), or
+                # knows it as a new empty replica: leading would start the term's log
+                # over (DESIGN §4 "Archive identity"). Wait for its answer.
+                self._stop_role()
+                time.sleep(0.05)
+                return (
+                    f"leader of term {view.term}: not leading until the control plane confirms "
+                    f"archive {self.state.archive_id[:8]}"
                 )
             if view.switchover_to:
                 # Planned switchover: take no more commands; the commit thread goes on
@@ -227,15 +240,15 @@ class Node:
         """
         state = self.state
         tail, tail_term = state.log.tail()
-        if tail == 0 or tail_term >= view.term:
+        if not rejoin.needs_rejoin(tail, tail_term, view.term):
             return None  # nothing written before this term: nothing to disagree on
         try:
             theirs = peer.ask(self.redis, view.cluster, view.leader, "terms", timeout=3)
         except peer.PeerUnavailable as error:
             time.sleep(0.2)
             return f"follower: waiting to compare logs with leader {view.leader} ({error})"
-        agreed = agreed_position(term_ranges(state.log), [tuple(r) for r in theirs])
-        if agreed < tail:
+        agreed = rejoin.truncate_after(term_ranges(state.log), [tuple(r) for r in theirs])
+        if agreed is not None:
             log.error(
                 "REJOIN: dropping positions %d..%d (%d events, never committed): leader %s's "
                 "log agrees with ours only up to position %d",
@@ -272,8 +285,9 @@ class Node:
             holder["done"].set()
 
     def heartbeat_now(self) -> None:
+        sent_at = time.monotonic()
         self.view = self.control.heartbeat(self.report())
-        self.last_heartbeat_ok = time.monotonic()
+        self.lease.renewed(sent_at)
 
     def _stop_role(self) -> None:
         role, self.role = self.role, None
@@ -304,9 +318,17 @@ class Node:
     # -- heartbeats --------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
+        """This node's heartbeat. The fence is read *before* the log is measured: a report
+        that saw the fence at term E says that no ack of an older term was added after
+        the position it gives (acks are fenced), which makes it a vote in the election
+        of term E (nodes.protocol.election)."""
+        try:
+            fence = get_fence(self.redis, self.view.cluster) if self.view else None
+        except redis_lib.RedisError:
+            fence = None
         state = self.state
         engine = state.engine if state else None
-        archived = state.archived if state else 0
+        archived, last_term = state.tail if state else (0, 0)
         return {
             "status": (
                 "starting" if not self.ready
@@ -320,14 +342,18 @@ class Node:
             "state_hash": _hash_text(self.checkpoint[1]) if engine else "",
             "state_hash_position": self.checkpoint[0],
             "software_version": SOFTWARE_VERSION,
+            "archive_id": state.archive_id if state else "",
+            "last_term": last_term,
+            "fence_seen": fence or 0,
         }
 
     def _first_heartbeat(self) -> ClusterView:
         delay = 0.2
         while not self.stopping.is_set():
             try:
+                sent_at = time.monotonic()
                 view = self.control.heartbeat(self.report())
-                self.last_heartbeat_ok = time.monotonic()
+                self.lease.renewed(sent_at)
                 return view
             except NodeRefused:
                 raise
@@ -341,8 +367,9 @@ class Node:
         while not self.stopped.is_set():
             interval = self.view.heartbeat_interval
             try:
+                sent_at = time.monotonic()
                 self.view = self.control.heartbeat(self.report())
-                self.last_heartbeat_ok = time.monotonic()
+                self.lease.renewed(sent_at)
             except NodeRefused as refused:
                 self.refused = str(refused)
                 log.error("control plane refuses node %s: %s; stopping", self.config.name, refused)

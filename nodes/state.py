@@ -27,12 +27,20 @@ class NodeState:
         self.log = PostgresEventLog(location)
         self.snapshots = PostgresSnapshotStore(location)
         self.engine = Engine()
-        self.archived = 0  # the log's tail position, readable from any thread
+        self.archive_id = self.log.archive_id()
+        # The log's tail (position, term), swapped in whole: the heartbeat thread reads
+        # both from one moment, never a position from one batch and a term from another.
+        self.tail: tuple[int, int] = (0, 0)
         self.last_snapshot_position = 0
+
+    @property
+    def archived(self) -> int:
+        """The log's tail position, readable from any thread."""
+        return self.tail[0]
 
     def recover(self, progress=None) -> str:
         """Snapshot + replay of the archive into a fresh engine; returns a status sentence."""
-        tail, _ = self.log.refresh_tail()
+        tail, tail_term = self.log.refresh_tail()
         snapshot = self.snapshots.latest(at_or_below=tail)
         if snapshot is None:
             engine = Engine()
@@ -57,7 +65,7 @@ class NodeState:
         if engine.position != tail:
             raise DivergenceError(f"replay stopped at {engine.position}, archive tail is {tail}")
         self.engine = engine
-        self.archived = tail
+        self.tail = (tail, tail_term)
         return (
             f"recovered to position {engine.position} "
             f"(snapshot at {snapshot.position if snapshot else 0}, replayed {replayed} events)"
@@ -66,7 +74,7 @@ class NodeState:
     def append(self, entries: Sequence[LogEntry]) -> None:
         """Archive a batch (one durable transaction)."""
         self.log.append(entries)
-        self.archived = entries[-1].position
+        self.tail = (entries[-1].position, entries[-1].term)
 
     @property
     def position(self) -> int:
@@ -91,7 +99,7 @@ class NodeState:
 
     def truncate_after(self, position: int) -> int:
         dropped = self.log.truncate_after(position)
-        self.archived = self.log.refresh_tail()[0]
+        self.tail = self.log.refresh_tail()
         return dropped
 
     def close(self) -> None:

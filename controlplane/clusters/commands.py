@@ -46,7 +46,8 @@ def parse_commands(items: list[Any]) -> tuple[list, dict[str, dict[str, str]]]:
 def submit(cluster: str, commands: list, timeout: float) -> Submission:
     """Send the commands as one batch and wait for their committed results.
 
-    Raises NotEnoughReplicas or CommitTimeout (both CommitTimeout) after `timeout`.
+    Raises CommitTimeout after `timeout`: NotEnoughReplicas (a CommitTimeout) when fewer
+    followers acknowledge than the write quorum, a plain CommitTimeout otherwise.
     """
     client = ClusterClient(cluster, streams.connection(), client_id="controlplane", timeout=timeout)
     try:

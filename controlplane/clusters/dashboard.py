@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -14,8 +15,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, Node
 from nodes import wire
+from nodes.protocol import election
 
 RECENT_ROLE_CHANGES = 10
 
@@ -51,7 +54,7 @@ def commit_info(cluster_name: str, now: datetime) -> dict[str, Any]:
         "leader": values.get("leader", ""),
         "commit_position": _int(values.get("commit_position")),
         "leader_position": _int(values.get("leader_position")),
-        "replica_count": _int(values.get("replica_count")),
+        "write_quorum": _int(values.get("write_quorum")),
         "live_followers": [name for name in values.get("live_followers", "").split(",") if name],
         "age": None if updated_ns is None else round(now.timestamp() - updated_ns / 1e9, 3),
     }
@@ -70,7 +73,18 @@ def node_row(node: Node, leader_position: int | None, now: datetime) -> dict[str
         "status_message": node.status_message,
         "state_hash": node.state_hash,
         "state_hash_position": node.state_hash_position,
+        "last_term": node.last_term,
+        "resyncing": node.resyncing,
     }
+
+
+def why_no_leader(cluster: Cluster) -> str | None:
+    """None while the cluster has a leader; otherwise the supervisor's reason, in a sentence."""
+    if cluster.leader_id is not None:
+        return None
+    return cluster.status_message or (
+        "no leader elected yet: the supervisor elects one once the nodes report"
+    )
 
 
 def cluster_status(cluster: Cluster) -> dict[str, Any]:
@@ -86,7 +100,11 @@ def cluster_status(cluster: Cluster) -> dict[str, Any]:
             "term": cluster.term,
             "status": cluster.status,
             "replica_count": cluster.replica_count,
+            "write_quorum": cluster.write_quorum,
+            "tolerance": cluster.tolerance,
             "leader": leader.name if leader else None,
+            "status_message": cluster.status_message,
+            "why_no_leader": why_no_leader(cluster),
             "failover_timeout": cluster.failover_timeout,
         },
         "commit": commit_info(cluster.name, now),
@@ -104,6 +122,56 @@ def cluster_status(cluster: Cluster) -> dict[str, Any]:
         ],
         "server_time": now.isoformat(),
     }
+
+
+@dataclass(frozen=True)
+class ForceOption:
+    """One node as a forced leader: what it holds, and what forcing it may lose."""
+
+    node: str
+    status: str
+    live: bool
+    resyncing: bool
+    last_term: int
+    position: int
+    refusal: str  # why it cannot be forced at all; "" when it can
+    at_risk: str  # what other nodes reported beyond it; "" when nothing
+
+
+def election_outlook(cluster: Cluster) -> tuple[str, list[ForceOption]]:
+    """For the pages that offer a forced election (admin, `manage.py force_leader`): what
+    the election stands at, in a sentence, and per node what forcing it would lose."""
+    contest, reports = services.election_of(cluster)
+    if cluster.leader_id is not None:
+        situation = (
+            f"{cluster.leader} leads term {cluster.term}: forcing another leader ends its term "
+            "first, though it may still be working"
+        )
+    else:
+        safe = election.decide(contest, reports)
+        situation = (
+            f"no leader in term {cluster.term}; a safe election would choose {safe.winner} now "
+            f"({safe.reason}), so forcing is not needed"
+            if safe.winner
+            else f"no leader in term {cluster.term}: {safe.reason}"
+        )
+    rows = {node.name: node for node in cluster.nodes.all()}
+    options = []
+    for report in sorted(reports, key=lambda r: r.name):
+        forced = election.decide(contest, reports, force=report.name)
+        options.append(
+            ForceOption(
+                node=report.name,
+                status=rows[report.name].get_status_display(),
+                live=report.live,
+                resyncing=rows[report.name].resyncing,
+                last_term=report.last_term,
+                position=report.position,
+                refusal="" if forced.winner else forced.reason,
+                at_risk=forced.at_risk,
+            )
+        )
+    return situation, options
 
 
 @staff_member_required

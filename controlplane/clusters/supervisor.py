@@ -72,7 +72,10 @@ def run_cycle(cluster: Cluster) -> str:
 
     leader = next((n for n in nodes if n.pk == cluster.leader_id), None)
     if cluster.leader_id is not None:
-        if leader is not None and not is_silent(leader, now, cluster.failover_timeout):
+        # Silent since its last heartbeat, or since it was made leader if later: a
+        # leader just assigned gets a whole failover timeout to report.
+        since = max(filter(None, [leader.last_heartbeat if leader else None, _term_began(cluster)]), default=None)
+        if leader is not None and since is not None and (now - since).total_seconds() <= cluster.failover_timeout:
             return done + _leader_is_live(cluster, leader, nodes, now)
         age = (now - leader.last_heartbeat).total_seconds() if leader and leader.last_heartbeat else None
         why = f"leader {leader.name if leader else '?'} silent for {age:.1f} s" if age is not None else "leader never reported"
@@ -98,6 +101,10 @@ def run_cycle(cluster: Cluster) -> str:
     if change is None:
         return done + f"no leader in term {cluster.term}: {decision.reason}"
     return done + f"elected {decision.winner} in term {change.term}: {decision.reason}"
+
+
+def _term_began(cluster: Cluster):
+    return cluster.role_changes.filter(term=cluster.term).values_list("created_at", flat=True).first()
 
 
 def _leader_is_live(cluster: Cluster, leader: Node, nodes: list[Node], now) -> str:

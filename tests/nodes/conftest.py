@@ -11,6 +11,7 @@ import psycopg
 import pytest
 import redis as redis_lib
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from psycopg import sql
 
@@ -127,24 +128,29 @@ class TestCluster:
 def make_cluster(live_server, tmp_path) -> Iterator[Callable[..., TestCluster]]:
     made: list[TestCluster] = []
 
-    def make(size: int = 3, replica_count: int = 2, **env: str) -> TestCluster:
+    def make(size: int = 3, write_quorum: int = 1, **env: str) -> TestCluster:
+        """`size` nodes (the first leads), so N = size - 1 replicas, and write quorum W."""
         redis = redis_lib.Redis.from_url(settings.REDIS_URL)
         name = f"t{uuid.uuid4().hex[:10]}"
-        cluster = Cluster.objects.create(
-            name=name,
-            replica_count=replica_count,
-            heartbeat_interval=0.2,
-            failover_timeout=2.0,
-            lease=1.0,
-        )
-        secrets, locations = {}, {}
-        for index in range(1, size + 1):
-            node = f"{name}-{index}"
-            locations[node] = f"{PG_SERVER}/tec_test_{name}_{index}"
-            _, secrets[node] = services.register_node(
-                name=node, cluster=cluster, archive_location=locations[node]
+        # One transaction: a supervisor running meanwhile never sees a leaderless term 0.
+        with transaction.atomic():
+            cluster = Cluster.objects.create(
+                name=name,
+                replica_count=size - 1,
+                write_quorum=write_quorum,
+                term_write_quorum=write_quorum,
+                heartbeat_interval=0.2,
+                failover_timeout=2.0,
+                lease=1.0,
             )
-        services.assign_leader(cluster, f"{name}-1", actor=services.Actor("test"), reason="setup")
+            secrets, locations = {}, {}
+            for index in range(1, size + 1):
+                node = f"{name}-{index}"
+                locations[node] = f"{PG_SERVER}/tec_test_{name}_{index}"
+                _, secrets[node] = services.register_node(
+                    name=node, cluster=cluster, archive_location=locations[node]
+                )
+            services.assign_leader(cluster, f"{name}-1", actor=services.Actor("test"), reason="setup")
         nodes = LocalNodes(
             control_plane_url=live_server.url,
             redis_url=settings.REDIS_URL,

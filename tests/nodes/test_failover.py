@@ -29,7 +29,7 @@ def new_leader(cluster, old: str, timeout: float) -> str:
 
 
 def test_sigkill_of_the_leader_under_load_elects_a_follower_and_loses_nothing(make_cluster, supervisor):
-    cluster = make_cluster(size=3, replica_count=1)
+    cluster = make_cluster(size=3, write_quorum=1)
     old, a, b = cluster.start_all()
     cluster.add_instrument(cluster.client())
     load = SteadyLoad(cluster).start()
@@ -62,7 +62,7 @@ def test_sigkill_of_the_leader_under_load_elects_a_follower_and_loses_nothing(ma
 
 
 def test_frozen_leader_is_fenced_steps_down_and_truncates_its_uncommitted_tail(make_cluster, supervisor):
-    cluster = make_cluster(size=3, replica_count=1)
+    cluster = make_cluster(size=3, write_quorum=1)
     old, _a, _b = cluster.start_all()
     cluster.add_instrument(cluster.client())
     load = SteadyLoad(cluster).start()
@@ -93,7 +93,7 @@ def test_frozen_leader_is_fenced_steps_down_and_truncates_its_uncommitted_tail(m
 
 
 def test_killed_follower_rejoins_from_the_archive_after_the_stream_moved_on(make_cluster, supervisor):
-    cluster = make_cluster(size=3, replica_count=1, NODE_STREAM_MAXLEN="200")
+    cluster = make_cluster(size=3, write_quorum=1, NODE_STREAM_MAXLEN="200")
     leader, a, b = cluster.start_all()
     cluster.add_instrument(cluster.client())
     load = SteadyLoad(cluster, batch=50).start()
@@ -116,7 +116,7 @@ def test_killed_follower_rejoins_from_the_archive_after_the_stream_moved_on(make
 def test_losing_every_stream_in_redis_under_load_loses_no_committed_command(
     private_redis, make_cluster, supervisor
 ):
-    cluster = make_cluster(size=3, replica_count=1)
+    cluster = make_cluster(size=3, write_quorum=1)
     leader, a, b = cluster.start_all()
     cluster.add_instrument(cluster.client())
     load = SteadyLoad(cluster).start()
@@ -150,7 +150,7 @@ def test_twenty_concurrent_switchovers_one_succeeds(make_cluster, live_server):
     from django.contrib.auth.models import Group, User
     from rest_framework.authtoken.models import Token
 
-    cluster = make_cluster(size=3, replica_count=1)
+    cluster = make_cluster(size=3, write_quorum=1)
     leader, a, b = cluster.start_all()
     client = cluster.client()
     cluster.add_instrument(client)

@@ -76,7 +76,7 @@ def test_isolated_leader_stops_at_its_lease_and_rejoins_as_follower(make_cluster
     host, port = live_server.thread.host, live_server.thread.port
     proxy = TcpProxy((host, port))
     try:
-        cluster = make_cluster(size=3, replica_count=1)
+        cluster = make_cluster(size=3, write_quorum=1)
         leader, follower, other = list(cluster.secrets)
         cluster.start(leader, CONTROL_PLANE_URL=proxy.url)
         cluster.start(follower)
@@ -88,7 +88,11 @@ def test_isolated_leader_stops_at_its_lease_and_rejoins_as_follower(make_cluster
 
         cut_at_ns = time.time_ns()
         proxy.cut()
-        wait_until(lambda: cluster.cluster.leader.name != leader, 15, "another leader to be elected")
+        wait_until(
+            lambda: cluster.cluster.leader_id is not None and cluster.cluster.leader.name != leader,
+            15,
+            "another leader to be elected",
+        )
         follower = cluster.cluster.leader.name
         load.wait_for(len(load.committed) + 100, timeout=30)
         log_text = cluster.nodes.processes[leader].log_path.read_text()

@@ -43,7 +43,7 @@ def submit_all(client, commands: list, batch: int = 100) -> list:
 
 
 def test_three_nodes_commit_every_command_and_hold_identical_logs(make_cluster):
-    cluster = make_cluster(size=3, replica_count=2)
+    cluster = make_cluster(size=3, write_quorum=2)
     names = list(cluster.secrets)
     for name in names:
         cluster.start(name)
@@ -71,7 +71,7 @@ def test_three_nodes_commit_every_command_and_hold_identical_logs(make_cluster):
 def test_late_follower_catches_up_from_the_archive_when_the_stream_was_trimmed(make_cluster):
     # The leader keeps only ~100 events in the live stream: a follower that starts
     # after 5,000 events cannot find its position there and must replay an archive.
-    cluster = make_cluster(size=3, replica_count=1, NODE_STREAM_MAXLEN="100")
+    cluster = make_cluster(size=3, write_quorum=1, NODE_STREAM_MAXLEN="100")
     leader, early, late = list(cluster.secrets)
     cluster.start(leader)
     cluster.start(early)
@@ -93,10 +93,10 @@ def test_late_follower_catches_up_from_the_archive_when_the_stream_was_trimmed(m
     assert archive_digest(cluster.locations[late]) == archive_digest(cluster.locations[leader])
 
 
-def test_commits_wait_for_the_replica_count_then_fail_clearly(make_cluster):
+def test_commits_wait_for_the_write_quorum_then_fail_clearly(make_cluster):
     from nodes.client import NotEnoughReplicas
 
-    cluster = make_cluster(size=3, replica_count=2)
+    cluster = make_cluster(size=3, write_quorum=2)
     leader, follower_a, follower_b = list(cluster.secrets)
     for name in (leader, follower_a, follower_b):
         cluster.start(name)
@@ -107,7 +107,7 @@ def test_commits_wait_for_the_replica_count_then_fail_clearly(make_cluster):
     cluster.nodes.stop(follower_b)
     order = PlaceOrder(client_id=client.client_id, client_seq=client.next_seq(), account="a",
                        symbol="ACME", side=Side.BUY, qty=5, price=990)  # fmt: skip
-    with pytest.raises(NotEnoughReplicas, match="replica count is 2 but only 1 follower"):
+    with pytest.raises(NotEnoughReplicas, match="write quorum is 2 but only 1 follower"):
         client.submit(order, timeout=3)
 
     cluster.start(follower_b)
@@ -122,7 +122,7 @@ def test_commits_wait_for_the_replica_count_then_fail_clearly(make_cluster):
 def test_restarted_node_replays_from_its_snapshot_and_resumes_its_role(make_cluster):
     from controlplane.celery import app
 
-    cluster = make_cluster(size=2, replica_count=1)
+    cluster = make_cluster(size=2, write_quorum=1)
     leader, follower = list(cluster.secrets)
     cluster.start(leader)
     cluster.start(follower)
@@ -150,8 +150,8 @@ def test_restarted_node_replays_from_its_snapshot_and_resumes_its_role(make_clus
 
 
 def test_two_clusters_side_by_side_do_not_see_each_others_events(make_cluster):
-    red = make_cluster(size=2, replica_count=1)
-    blue = make_cluster(size=2, replica_count=1)
+    red = make_cluster(size=2, write_quorum=1)
+    blue = make_cluster(size=2, write_quorum=1)
     for cluster in (red, blue):
         for name in cluster.secrets:
             cluster.start(name)
@@ -175,7 +175,7 @@ def test_operators_read_the_book_an_order_and_the_latest_events_through_the_api(
     from django.contrib.auth.models import User
     from rest_framework.test import APIClient
 
-    cluster = make_cluster(size=2, replica_count=1)
+    cluster = make_cluster(size=2, write_quorum=1)
     cluster.start_all()
     client = cluster.client()
     cluster.add_instrument(client)
@@ -207,7 +207,7 @@ def test_operators_read_the_book_an_order_and_the_latest_events_through_the_api(
 
 
 def test_a_node_with_a_wrong_secret_is_refused_and_its_worker_exits(make_cluster):
-    cluster = make_cluster(size=2, replica_count=1)
+    cluster = make_cluster(size=2, write_quorum=1)
     name = next(iter(cluster.secrets))
     process = cluster.nodes.start(name, "not-the-secret")
     wait_until(lambda: not process.alive(), 60, lambda: f"the refused worker to exit\n{process.log_tail()}")

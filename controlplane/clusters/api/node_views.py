@@ -28,12 +28,9 @@ class HeartbeatSerializer(StrictFieldsMixin, serializers.Serializer):
     state_hash = serializers.CharField(required=False, allow_blank=True, default="", max_length=128)
     state_hash_position = serializers.IntegerField(min_value=0, required=False, default=0)
     software_version = serializers.CharField(required=False, allow_blank=True, default="")
-
-
-class PeerSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Node
-        fields = ["name", "role", "status", "archive_location", "archived_position"]
+    archive_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
+    last_term = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    fence_seen = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
 
 
 def node_config(node: Node) -> dict:
@@ -48,12 +45,24 @@ def node_config(node: Node) -> dict:
         "term": cluster.term,
         "leader": cluster.leader.name if cluster.leader else None,
         "replica_count": cluster.replica_count,
+        "write_quorum": cluster.write_quorum,
         "heartbeat_interval": cluster.heartbeat_interval,
         "failover_timeout": cluster.failover_timeout,
         "lease": cluster.lease,
         "archive_location": node.archive_location,
+        "archive_id": node.archive_id,
+        "resyncing": node.resyncing,
         "switchover_to": switchover.name if in_flight else None,
-        "peers": PeerSerializer(cluster.nodes.exclude(pk=node.pk), many=True).data,
+        # Only the leader counts acks: the others need no member list.
+        "members": (
+            list(
+                cluster.nodes.exclude(pk=node.pk)
+                .exclude(status=NodeStatus.REMOVED)
+                .values_list("name", flat=True)
+            )
+            if cluster.leader_id == node.pk
+            else []
+        ),
     }
 
 
@@ -87,6 +96,11 @@ class NodeHeartbeatView(APIView):
         authenticate_node(request, name)
         body = HeartbeatSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        node = services.record_heartbeat(name, services.HeartbeatReport(**body.validated_data))
+        try:
+            node = services.record_heartbeat(name, services.HeartbeatReport(**body.validated_data))
+        except services.ImpossibleReport as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        except services.NotEligible as error:  # removed: the node must stop, not retry
+            raise PermissionDenied(str(error)) from None
         services.restore_fence(node.cluster)
         return Response(node_config(node), status=status.HTTP_200_OK)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
+from django.db import transaction
 from rest_framework import serializers
 
+from controlplane.clusters import services
 from controlplane.clusters.models import NODE_REPORTED_FIELDS, Cluster, Node, RoleChange
 from controlplane.clusters.switchover import replica_count_refusal
+from nodes.protocol.quorum import default_write_quorum
 
 
 class StrictFieldsMixin:
@@ -22,25 +27,52 @@ class StrictFieldsMixin:
         return super().to_internal_value(data)
 
 
+def _as_if(cluster: Cluster, **values) -> Cluster:
+    """A copy of `cluster` with some fields changed, to judge a request that changes several."""
+    prospective = copy.copy(cluster)
+    for name, value in values.items():
+        setattr(prospective, name, value)
+    return prospective
+
+
 class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     leader = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    last_leader = serializers.SlugRelatedField(
+        slug_field="name", read_only=True, help_text="The leader of the last term that had one."
+    )
     nodes = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    write_quorum = serializers.IntegerField(
+        min_value=0,
+        max_value=32767,
+        required=False,
+        help_text=(
+            "Write quorum (W): follower acks a commit needs, 0 to replica_count. Omitted on "
+            "create: the majority ceil(N/2). Raising it above the live followers is refused."
+        ),
+    )
+    tolerance = serializers.CharField(
+        read_only=True, help_text="What the replica count and write quorum survive, in one sentence."
+    )
 
     class Meta:
         model = Cluster
         fields = [
             "name",
             "replica_count",
+            "write_quorum",
+            "tolerance",
             "term",
             "leader",
+            "last_leader",
             "status",
+            "status_message",
             "heartbeat_interval",
             "failover_timeout",
             "lease",
             "nodes",
             "created_at",
         ]
-        read_only_fields = ["term", "leader", "status", "nodes", "created_at"]
+        read_only_fields = ["term", "leader", "status", "status_message", "nodes", "created_at"]
 
     def validate(self, attrs):
         interval = attrs.get("heartbeat_interval", getattr(self.instance, "heartbeat_interval", 0.5))
@@ -54,12 +86,69 @@ class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             raise serializers.ValidationError(
                 {"lease": ["Must be shorter than the failover timeout."]}
             )
-        replica_count = attrs.get("replica_count")
-        if self.instance is not None and replica_count is not None:
-            refusal = replica_count_refusal(self.instance, replica_count)
-            if refusal:
-                raise serializers.ValidationError({"replica_count": [refusal]})
+        errors = self._quorum_errors(attrs)
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
+
+    def _quorum_errors(self, attrs) -> dict[str, list[str]]:
+        """N and W judged together: a request may lower both, or raise both, at once."""
+        if self.instance is None:
+            replicas = attrs.get("replica_count", Cluster._meta.get_field("replica_count").default)
+            quorum = attrs.get("write_quorum", default_write_quorum(replicas))
+            if quorum > replicas:
+                return {
+                    "write_quorum": [
+                        f"The write quorum must be between 0 and the replica count ({replicas})."
+                    ]
+                }
+            return {}
+        replicas = attrs.get("replica_count", self.instance.replica_count)
+        quorum = attrs.get("write_quorum", self.instance.write_quorum)
+        errors = {}
+        if "replica_count" in attrs:
+            refusal = replica_count_refusal(_as_if(self.instance, write_quorum=quorum), replicas)
+            if refusal:
+                errors["replica_count"] = [refusal]
+        if "write_quorum" in attrs:
+            refusal = services.write_quorum_refusal(_as_if(self.instance, replica_count=replicas), quorum)
+            if refusal:
+                errors["write_quorum"] = [refusal]
+        return errors
+
+    def create(self, validated_data):
+        replicas = validated_data.get("replica_count", Cluster._meta.get_field("replica_count").default)
+        validated_data.setdefault("write_quorum", default_write_quorum(replicas))
+        validated_data["term_write_quorum"] = validated_data["write_quorum"]
+        return super().create(validated_data)
+
+    def update(self, instance, validated_data):
+        """W changes through services.set_write_quorum (audited, refused with a reason); the
+        other fields are saved by name only, so a term or leader the supervisor changed
+        meanwhile is never written back. Lowering W goes before lowering N, raising N
+        before raising W, so every step keeps W <= N; all in one transaction."""
+        quorum = validated_data.pop("write_quorum", None)
+        if quorum == instance.write_quorum:
+            quorum = None
+        lowering = quorum is not None and quorum < instance.write_quorum
+        with transaction.atomic():
+            if lowering:
+                self._set_write_quorum(instance, quorum)
+            for name, value in validated_data.items():
+                setattr(instance, name, value)
+            if validated_data:
+                instance.save(update_fields=list(validated_data))
+            if quorum is not None and not lowering:
+                self._set_write_quorum(instance, quorum)
+        instance.refresh_from_db()
+        return instance
+
+    def _set_write_quorum(self, cluster: Cluster, quorum: int) -> None:
+        actor = services.Actor.of_user(self.context["request"].user)
+        try:
+            services.set_write_quorum(cluster, quorum, actor=actor)
+        except services.NotEligible as error:
+            raise serializers.ValidationError({"write_quorum": [str(error)]}) from None
 
 
 class NodeSerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -123,6 +212,35 @@ class SwitchoverSerializer(AssignLeaderSerializer):
     node = serializers.CharField(help_text="The follower to hand leadership to.")
     expected_leader = serializers.CharField(help_text="The leader you expect now (412 if stale).")
     expected_term = serializers.IntegerField(min_value=0, help_text="The term you expect now (412 if stale).")
+
+
+FORCE_WARNING = (
+    "Forcing a leader skips the election's safety rules: the node you name leads even when "
+    "other nodes hold events it lacks, so results already reported as committed may be lost "
+    "(the audit records what). Send \"confirm\": true to accept that."
+)
+
+
+class ForceLeaderSerializer(StrictFieldsMixin, serializers.Serializer):
+    node = serializers.CharField(help_text="The live node to make leader, whatever the election rules say.")
+    reason = serializers.CharField(
+        max_length=400, help_text="Why; recorded in the role-change audit with what may be lost."
+    )
+    confirm = serializers.BooleanField(
+        default=False, help_text="Must be true: you accept that committed results may be lost."
+    )
+
+    def validate_confirm(self, value: bool) -> bool:
+        if value is not True:
+            raise serializers.ValidationError(FORCE_WARNING)
+        return value
+
+
+class ServiceErrorSerializer(serializers.Serializer):
+    """The body of a refusal (409) or a stale expectation (412)."""
+
+    detail = serializers.CharField(help_text="Why it was refused and what to do.")
+    code = serializers.CharField(help_text="not_eligible, not_in_cluster, stale, ...")
 
 
 class CommandBatchSerializer(StrictFieldsMixin, serializers.Serializer):

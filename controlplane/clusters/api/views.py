@@ -15,9 +15,11 @@ from controlplane.clusters.api.serializers import (
     AssignLeaderSerializer,
     ClusterSerializer,
     CommandBatchSerializer,
+    ForceLeaderSerializer,
     NodeSerializer,
     RegisteredNodeSerializer,
     RoleChangeSerializer,
+    ServiceErrorSerializer,
     StrictFieldsMixin,
     SwitchoverSerializer,
 )
@@ -89,7 +91,7 @@ class ClusterViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    queryset = Cluster.objects.select_related("leader").prefetch_related("nodes")
+    queryset = Cluster.objects.select_related("leader", "last_leader").prefetch_related("nodes")
     serializer_class = ClusterSerializer
     lookup_field = "name"
 
@@ -109,15 +111,22 @@ class ClusterViewSet(
         )
         return Response(RoleChangeSerializer(change).data, status=status.HTTP_200_OK)
 
-    @extend_schema(request=AssignLeaderSerializer, responses={200: RoleChangeSerializer})
+    @extend_schema(
+        request=AssignLeaderSerializer,
+        responses={200: RoleChangeSerializer, 409: ServiceErrorSerializer, 412: ServiceErrorSerializer},
+    )
     @action(detail=True, methods=["post"])
     def leader(self, request, name=None):
         """Make a node the leader under a new term, safely: a planned switchover when the
-        leader is live; with no live leader, only a node that is not behind any other.
-        409 with the reason when refused, 412 when expected_term/expected_leader is stale."""
+        leader is live; with no live leader, only if the election rules choose that node
+        from the nodes' reports. 409 with the reason when refused (force-leader is the
+        audited way around), 412 when expected_term/expected_leader is stale."""
         return self._change_leader(request, AssignLeaderSerializer, "leader assigned through the API")
 
-    @extend_schema(request=SwitchoverSerializer, responses={200: RoleChangeSerializer})
+    @extend_schema(
+        request=SwitchoverSerializer,
+        responses={200: RoleChangeSerializer, 409: ServiceErrorSerializer, 412: ServiceErrorSerializer},
+    )
     @action(detail=True, methods=["post"])
     def switchover(self, request, name=None):
         """Planned switchover: the leader stops taking commands, the target catches up to
@@ -126,6 +135,28 @@ class ClusterViewSet(
         switchover in flight) or 412 (stale expectation) with the reason."""
         return self._change_leader(request, SwitchoverSerializer, "switchover through the API")
 
+    @extend_schema(
+        request=ForceLeaderSerializer,
+        responses={200: RoleChangeSerializer, 400: dict, 409: ServiceErrorSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="force-leader")
+    def force_leader(self, request, name=None):
+        """Unsafe election, like Kafka's unclean.leader.election: the named live node leads
+        whatever the election rules say (a live leader's term is ended first), so results
+        already reported committed may be lost. Needs "confirm": true (400 without, saying
+        so) and a reason; the role change is audited and names what may be lost. 409 with
+        the reason when refused (the node is not live, or not a node of the cluster)."""
+        cluster = self.get_object()
+        body = ForceLeaderSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        change = services.force_leader(
+            cluster.name,
+            body.validated_data["node"],
+            actor=services.Actor.of_user(request.user),
+            reason=body.validated_data["reason"],
+        )
+        return Response(RoleChangeSerializer(change).data, status=status.HTTP_200_OK)
+
     @extend_schema(request=CommandBatchSerializer, responses={200: dict, 409: dict, 503: dict})
     @action(detail=True, methods=["post"], permission_classes=[CanSubmitCommands])
     def commands(self, request, name=None):
@@ -133,7 +164,7 @@ class ClusterViewSet(
 
         200: every command's committed events. 409: the command(s) were processed before;
         the body holds the original result. 400: malformed, nothing sent. 503: fewer
-        followers acknowledge than the replica count. 504: no commit within the timeout.
+        followers acknowledge than the write quorum. 504: no commit within the timeout.
         """
         cluster = self.get_object()
         data = request.data
@@ -184,6 +215,15 @@ class NodeViewSet(
         data = RegisteredNodeSerializer(node).data
         data["secret"] = secret
         return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: NodeSerializer, 409: ServiceErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def remove(self, request, name=None):
+        """Take a follower out of its cluster: its heartbeats are refused from now on (it
+        stops) and its acks no longer count. 409 with the reason for the leader, or when
+        fewer followers than the write quorum would remain."""
+        node = services.remove_node(self.get_object().name, actor=services.Actor.of_user(request.user))
+        return Response(NodeSerializer(node).data, status=status.HTTP_200_OK)
 
 
 class RoleChangeViewSet(viewsets.ReadOnlyModelViewSet):

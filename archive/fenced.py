@@ -1,0 +1,130 @@
+"""Fenced delivery of results and fenced acknowledgements (DESIGN §4 "Fencing").
+
+Like the fenced publish (archive/publisher.py), each script checks the cluster's fence
+and writes in one atomic step, so nothing of a term slips in after the control plane
+moved the fence past it:
+
+- `deliver`: a leader reports results to its clients (RPUSH on their reply lists) and
+  acknowledges the commands in the command stream only while the fence is at its term.
+  Once the fence moved, the set of results ever reported in the term is closed, before
+  anyone is elected.
+- `acknowledge`: a follower's ack of term T enters the ack stream only while the fence is
+  at T. A node that read a newer fence, then measured its log, has acknowledged nothing
+  beyond what it measured: its report is a valid vote (nodes.protocol.election).
+
+The verdicts are those of nodes.protocol.fencing.check: ok, missing, behind, deposed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from redis import Redis
+
+from archive.keys import keys
+
+# The verdict of nodes.protocol.fencing.check, in Lua. Returns nil when the fence is at
+# the term; otherwise the verdict and the fence (or '').
+_CHECK = """
+local function fence_verdict(fence_key, term)
+    local fence = redis.call('GET', fence_key)
+    if fence == false then return {'missing', ''} end
+    local value = tonumber(fence)
+    if value == term then return nil end
+    if value < term then return {'behind', fence} end
+    return {'deposed', fence}
+end
+"""
+
+# KEYS: fence, commands stream, then one reply list per client. ARGV: term, group, reply
+# TTL (s), number of command ids, the ids, then per reply list: message count, messages.
+_DELIVER = _CHECK + """
+local refused = fence_verdict(KEYS[1], tonumber(ARGV[1]))
+if refused then return refused end
+local ttl = tonumber(ARGV[3])
+local ids = tonumber(ARGV[4])
+local at = 5
+if ids > 0 then
+    local batch = {}
+    for i = at, at + ids - 1 do
+        batch[#batch + 1] = ARGV[i]
+        if #batch == 1000 then
+            redis.call('XACK', KEYS[2], ARGV[2], unpack(batch))
+            redis.call('XDEL', KEYS[2], unpack(batch))
+            batch = {}
+        end
+    end
+    if #batch > 0 then
+        redis.call('XACK', KEYS[2], ARGV[2], unpack(batch))
+        redis.call('XDEL', KEYS[2], unpack(batch))
+    end
+end
+at = at + ids
+for k = 3, #KEYS do
+    local count = tonumber(ARGV[at])
+    at = at + 1
+    local batch = {}
+    for i = at, at + count - 1 do
+        batch[#batch + 1] = ARGV[i]
+        if #batch == 1000 then
+            redis.call('RPUSH', KEYS[k], unpack(batch))
+            batch = {}
+        end
+    end
+    if #batch > 0 then redis.call('RPUSH', KEYS[k], unpack(batch)) end
+    redis.call('EXPIRE', KEYS[k], ttl)
+    at = at + count
+end
+return {'ok', ''}
+"""
+
+# KEYS: fence, ack stream. ARGV: term, max stream length, then field/value pairs.
+_ACKNOWLEDGE = _CHECK + """
+local refused = fence_verdict(KEYS[1], tonumber(ARGV[1]))
+if refused then return refused end
+local args = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*'}
+for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
+redis.call(unpack(args))
+return {'ok', ''}
+"""
+
+
+class FencedWrites:
+    """The fenced writes of one cluster's nodes; each returns (verdict, fence or None)."""
+
+    def __init__(self, redis: Redis, cluster: str) -> None:
+        self._fence_key = keys(cluster).fence
+        self._deliver = redis.register_script(_DELIVER)
+        self._acknowledge = redis.register_script(_ACKNOWLEDGE)
+
+    def deliver(
+        self,
+        term: int,
+        replies: Mapping[str, Sequence[bytes]],
+        *,
+        commands_key: str,
+        group: str,
+        command_ids: Sequence[bytes],
+        reply_ttl: int,
+    ) -> tuple[str, int | None]:
+        """Push each client's result messages and acknowledge the commands, if the fence
+        is at `term`; nothing at all otherwise."""
+        args: list = [term, group, reply_ttl, len(command_ids), *command_ids]
+        for messages in replies.values():
+            args.append(len(messages))
+            args.extend(messages)
+        return _verdict(self._deliver(keys=[self._fence_key, commands_key, *replies], args=args))
+
+    def acknowledge(self, term: int, acks_key: str, fields: Mapping[str, object], maxlen: int = 1000) -> tuple[str, int | None]:
+        """Add a follower's ack {fields} to the ack stream if the fence is at `term`."""
+        args: list = [term, maxlen]
+        for name, value in fields.items():
+            args.extend((name, value))
+        return _verdict(self._acknowledge(keys=[self._fence_key, acks_key], args=args))
+
+
+def _verdict(reply) -> tuple[str, int | None]:
+    status, fence = reply
+    status = status.decode() if isinstance(status, bytes) else str(status)
+    fence = fence.decode() if isinstance(fence, bytes) else fence
+    return status, (int(fence) if fence else None)
