@@ -4,13 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test lint services venv bench help
+.PHONY: run test lint services venv bench help simulate failover-time
 
 help:
 	@echo "make run    - install, migrate, create the demo, start control plane + nodes + supervisor"
 	@echo "make test   - install and run the whole test suite against real PostgreSQL and Redis"
 	@echo "make lint   - ruff"
 	@echo "make bench  - print the engine, archive and cluster benchmark figures"
+	@echo "make simulate SEEDS=1000000 - the deterministic protocol simulator over many seeds"
+	@echo "make failover-time - 20 leader SIGKILLs on real processes: failover time p50/p99"
 
 $(VENV)/.runtime: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,3 +42,10 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev services
 	$(PY) bench/engine.py
 	$(PY) bench/archive.py
+
+SEEDS ?= 1000000
+simulate: $(VENV)/.dev
+	$(PY) -m tests.simulation --seeds $(SEEDS) --jobs 2
+
+failover-time: $(VENV)/.dev services
+	$(PY) -m pytest -m slow -s -q tests/nodes/test_failover_time.py

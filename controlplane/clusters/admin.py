@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from controlplane.clusters import services, switchover
+from controlplane.clusters import dashboard, services, switchover
 from controlplane.clusters.models import (
     NODE_REPORTED_FIELDS,
     Cluster,
@@ -18,6 +21,7 @@ from controlplane.clusters.models import (
     NodeStatus,
     RoleChange,
 )
+from nodes.protocol.quorum import default_write_quorum
 
 
 class NodeInline(admin.TabularInline):
@@ -30,7 +34,9 @@ class NodeInline(admin.TabularInline):
         "role",
         "status",
         "archived_position",
+        "last_term",
         "applied_position",
+        "resyncing",
         "last_heartbeat",
         "status_message",
     ]
@@ -48,43 +54,153 @@ class AssignLeaderForm(forms.Form):
     def __init__(self, *args, cluster: Cluster, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["node"].queryset = cluster.nodes.filter(role=NodeRole.FOLLOWER).exclude(
-            status="removed"
+            status=NodeStatus.REMOVED
         )
         self.fields["expected_term"].initial = cluster.term
 
 
+class ForceLeaderForm(forms.Form):
+    node = forms.ChoiceField(label="Force this node to lead")
+    reason = forms.CharField(max_length=400, help_text="Recorded in the audit with what may be lost.")
+    confirm = forms.BooleanField(
+        label="I accept that results already reported as committed may be lost",
+        help_text="The election's safety rules are skipped for this node.",
+    )
+
+    def __init__(self, *args, options: list[dashboard.ForceOption], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["node"].choices = [
+            (o.node, f"{o.node}: may lose {o.at_risk}" if o.at_risk else f"{o.node}: no node reported more")
+            for o in options
+            if not o.refusal
+        ]
+
+
 class ClusterForm(forms.ModelForm):
+    write_quorum = forms.IntegerField(
+        min_value=0,
+        max_value=32767,
+        required=False,
+        label="Write quorum",
+        help_text=(
+            "Write quorum (W): follower acks a commit needs, 0 to the replica count. Empty on "
+            "a new cluster: the majority ceil(N/2). Raising it above the live followers is refused."
+        ),
+    )
+
     class Meta:
         model = Cluster
-        fields = ["name", "replica_count", "heartbeat_interval", "failover_timeout", "lease"]
+        fields = ["name", "replica_count", "write_quorum", "heartbeat_interval", "failover_timeout", "lease"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance.pk:
+            self.initial["write_quorum"] = None  # empty: the majority of the replica count
 
     def clean(self):
+        """N and W judged together (one form may lower or raise both), by the services' rules."""
         cleaned = super().clean()
-        if self.instance.pk and "replica_count" in cleaned:
-            refusal = switchover.replica_count_refusal(self.instance, cleaned["replica_count"])
+        replicas, quorum = cleaned.get("replica_count"), cleaned.get("write_quorum")
+        if replicas is None or "write_quorum" not in cleaned:
+            return cleaned
+        if quorum is None:
+            if self.instance.pk:
+                self.add_error("write_quorum", "Give the write quorum, 0 to the replica count.")
+                return cleaned
+            quorum = cleaned["write_quorum"] = default_write_quorum(replicas)
+        if not self.instance.pk:
+            if quorum > replicas:
+                self.add_error(
+                    "write_quorum", f"The write quorum must be between 0 and the replica count ({replicas})."
+                )
+            return cleaned
+        current = copy.copy(self.instance)
+        if replicas != self.instance.replica_count:
+            current.write_quorum = quorum
+            refusal = switchover.replica_count_refusal(current, replicas)
             if refusal:
                 self.add_error("replica_count", refusal)
+                return cleaned
+        if quorum != self.instance.write_quorum:
+            current = copy.copy(self.instance)
+            current.replica_count = replicas
+            refusal = services.write_quorum_refusal(current, quorum)
+            if refusal:
+                self.add_error("write_quorum", refusal)
         return cleaned
 
 
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "term", "leader", "replica_count", "node_count", "dashboard_link"]
-    readonly_fields = ["term", "leader", "status", "created_at"]
+    list_display = [
+        "name",
+        "status",
+        "term",
+        "leader",
+        "replica_count",
+        "write_quorum",
+        "tolerance",
+        "situation",
+        "node_count",
+        "dashboard_link",
+    ]
+    readonly_fields = ["tolerance", "situation", "term", "leader", "last_leader", "status", "created_at"]
     fields = [
         "name",
         "replica_count",
+        "write_quorum",
+        "tolerance",
         "heartbeat_interval",
         "failover_timeout",
         "lease",
         "term",
         "leader",
+        "last_leader",
         "status",
+        "situation",
         "created_at",
     ]
     inlines = [NodeInline]
     form = ClusterForm
-    actions = ["make_follower_leader"]
+    actions = ["make_follower_leader", "force_leader"]
+
+    @admin.display(description="what it tolerates")
+    def tolerance(self, obj: Cluster) -> str:
+        return obj.tolerance
+
+    @admin.display(description="status message")
+    def situation(self, obj: Cluster) -> str:
+        """The supervisor's last word; without a leader it says why, and stands out."""
+        why = dashboard.why_no_leader(obj)
+        if why is None:
+            return obj.status_message or "-"
+        return format_html(
+            '<strong style="color: var(--error-fg)">Why no leader: {}</strong>', why
+        )
+
+    def save_model(self, request, obj: Cluster, form, change: bool) -> None:
+        """A new cluster is created as given (W = its majority unless set). A change saves
+        only the fields the form changed, so a term or leader the supervisor set meanwhile
+        is never written back, and W goes through services.set_write_quorum: lowered
+        before N is lowered, raised after N is raised, so W <= N at every step."""
+        if not change:
+            obj.term_write_quorum = obj.write_quorum
+            super().save_model(request, obj, form, change)
+            return
+        quorum = obj.write_quorum
+        current = Cluster.objects.get(pk=obj.pk).write_quorum
+        others = [name for name in form.changed_data if name != "write_quorum"]
+        actor = services.Actor.of_user(request.user)
+        try:
+            with transaction.atomic():
+                if quorum < current:
+                    services.set_write_quorum(obj, quorum, actor=actor)
+                if others:
+                    obj.save(update_fields=others)
+                if quorum > current:
+                    services.set_write_quorum(obj, quorum, actor=actor)
+        except services.ServiceError as error:  # the cluster changed since the form was checked
+            self.message_user(request, f"Not saved: {error}", messages.ERROR)
 
     @admin.display(description="nodes")
     def node_count(self, obj: Cluster) -> int:
@@ -136,6 +252,46 @@ class ClusterAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/clusters/assign_leader.html", context)
 
+    @admin.action(description="Force a leader (unsafe, audited)", permissions=["change"])
+    def force_leader(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one cluster.", messages.ERROR)
+            return None
+        cluster = queryset.select_related("leader").get()
+        situation, options = dashboard.election_outlook(cluster)
+        applying = "apply" in request.POST
+        form = ForceLeaderForm(request.POST if applying else None, options=options)
+        if applying and form.is_valid():
+            try:
+                change = services.force_leader(
+                    cluster.name,
+                    form.cleaned_data["node"],
+                    actor=services.Actor.of_user(request.user),
+                    reason=form.cleaned_data["reason"],
+                )
+            except services.ServiceError as error:
+                self.message_user(request, f"Not done: {error}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Forced: {change.new_leader} leads {cluster} in term {change.term}. "
+                    f"Audited as: {change.reason}",
+                    messages.WARNING,
+                )
+            return HttpResponseRedirect(request.get_full_path())
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Force a leader of {cluster} (unsafe)",
+            "cluster": cluster,
+            "situation": situation,
+            "options": options,
+            "form": form,
+            "queryset": queryset,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/clusters/force_leader.html", context)
+
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
@@ -146,11 +302,13 @@ class NodeAdmin(admin.ModelAdmin):
         "role",
         "status",
         "archived_position",
+        "last_term",
         "applied_position",
+        "resyncing",
         "last_heartbeat",
         "software_version",
     ]
-    list_filter = ["cluster", "role", "status"]
+    list_filter = ["cluster", "role", "status", "resyncing"]
     search_fields = ["name"]
     readonly_fields = NODE_REPORTED_FIELDS
 
@@ -175,20 +333,22 @@ class NodeAdmin(admin.ModelAdmin):
 
     @admin.action(description="Remove from its cluster (followers only)", permissions=["change"])
     def remove_follower(self, request, queryset):
-        leaders = [n.name for n in queryset if n.role == NodeRole.LEADER]
-        if leaders:
+        actor = services.Actor.of_user(request.user)
+        removed = []
+        for node in queryset.order_by("name"):
+            try:
+                services.remove_node(node, actor=actor)
+            except services.ServiceError as error:
+                self.message_user(request, f"Not removed: {error}", messages.ERROR)
+            else:
+                removed.append(node.name)
+        if removed:
             self.message_user(
                 request,
-                f"Not done: {', '.join(leaders)} is a leader; switch over first.",
-                messages.ERROR,
+                f"Removed {', '.join(removed)}: their heartbeats are refused from now on, so "
+                "they stop, and their acks no longer count.",
+                messages.SUCCESS,
             )
-            return
-        count = queryset.update(status=NodeStatus.REMOVED)
-        self.message_user(
-            request,
-            f"Removed {count} node(s): their heartbeats are refused from now on, so they stop.",
-            messages.SUCCESS,
-        )
 
 
 @admin.register(RoleChange)

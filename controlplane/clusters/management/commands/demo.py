@@ -14,6 +14,7 @@ from rest_framework.authtoken.models import Token
 
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, Node
+from nodes.protocol.quorum import default_write_quorum
 
 RUN_DIR = Path(settings.BASE_DIR) / "run"
 
@@ -47,25 +48,43 @@ def remembered_secret(name: str) -> tuple[str, bool]:
 class Command(BaseCommand):
     help = (
         "Create the demo users (admin, viewer, operator), their API tokens, and the demo "
-        "cluster with three registered nodes. Idempotent; prints the logins."
+        "cluster with three registered nodes (2 replicas, write quorum 1). Idempotent; "
+        "prints the logins."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--cluster", default="demo", help="demo cluster name (default: demo)")
         parser.add_argument("--nodes", type=int, default=3, help="number of nodes (default: 3)")
         parser.add_argument(
-            "--replica-count", type=int, default=2, help="replica count of the demo cluster"
+            "--replica-count",
+            type=int,
+            default=2,
+            help="replicas N: followers that hold a copy (default 2)",
+        )
+        parser.add_argument(
+            "--write-quorum",
+            type=int,
+            help="write quorum W: follower acks a commit needs, 0 to N (default: the majority ceil(N/2))",
         )
 
     @transaction.atomic
-    def handle(self, *args, cluster: str, nodes: int, replica_count: int, **options) -> None:
+    def handle(
+        self, *args, cluster: str, nodes: int, replica_count: int, write_quorum: int | None, **options
+    ) -> None:
         if nodes < 1 or not 0 <= replica_count < nodes:
             raise CommandError(
-                f"--nodes must be at least 1 and --replica-count between 0 and nodes - 1 "
-                f"(got {nodes} nodes, replica count {replica_count})"
+                f"--nodes must be at least 1 and --replica-count (N) between 0 and nodes - 1 "
+                f"(got {nodes} nodes, N = {replica_count})"
+            )
+        if write_quorum is None:
+            write_quorum = default_write_quorum(replica_count)
+        if not 0 <= write_quorum <= replica_count:
+            raise CommandError(
+                f"--write-quorum (W) must be between 0 and --replica-count (N = {replica_count}) "
+                f"(got W = {write_quorum})"
             )
         users = self.ensure_users()
-        created = self.ensure_cluster(cluster, nodes, replica_count)
+        created = self.ensure_cluster(cluster, nodes, replica_count, write_quorum)
         self.stdout.write(self.style.SUCCESS("Demo ready."))
         admin_password = users["admin"][0]
         self.stdout.write(f"  Admin:  http://127.0.0.1:8000/admin/  user admin  password {admin_password}")
@@ -73,6 +92,11 @@ class Command(BaseCommand):
             self.stdout.write(f"  API token ({name}): {users[name][1]}")
         self.stdout.write(
             f"  Cluster {cluster}: {', '.join(created)} (node secrets in run/node-*.secret)"
+        )
+        cluster_obj = Cluster.objects.get(name=cluster)
+        self.stdout.write(
+            f"  {cluster_obj.replica_count} replica(s), write quorum {cluster_obj.write_quorum}: "
+            f"{cluster_obj.tolerance}"
         )
 
     def ensure_users(self) -> dict[str, tuple[str, str]]:
@@ -92,11 +116,13 @@ class Command(BaseCommand):
             result[name] = (password, token.key)
         return result
 
-    def ensure_cluster(self, name: str, node_count: int, replica_count: int) -> list[str]:
+    def ensure_cluster(self, name: str, node_count: int, replica_count: int, write_quorum: int) -> list[str]:
         cluster, _ = Cluster.objects.get_or_create(
             name=name,
             defaults={
                 "replica_count": replica_count,
+                "write_quorum": write_quorum,
+                "term_write_quorum": write_quorum,
                 "heartbeat_interval": settings.CLUSTER_HEARTBEAT_INTERVAL,
                 "failover_timeout": settings.CLUSTER_FAILOVER_TIMEOUT,
             },

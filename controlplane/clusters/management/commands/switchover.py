@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from controlplane.clusters import services, switchover
+from controlplane.clusters import dashboard, services, switchover
 from controlplane.clusters.models import Cluster
 
 
@@ -31,7 +31,13 @@ class Command(BaseCommand):
             raise CommandError(f"no cluster named {cluster!r}") from None
         if options["list"] or not follower:
             leader = cluster_obj.leader.name if cluster_obj.leader else "none"
-            self.stdout.write(f"{cluster}: term {cluster_obj.term}, leader {leader}")
+            self.stdout.write(
+                f"{cluster}: term {cluster_obj.term}, leader {leader}; {cluster_obj.replica_count} "
+                f"replica(s), write quorum {cluster_obj.write_quorum} ({cluster_obj.tolerance})"
+            )
+            why = dashboard.why_no_leader(cluster_obj)
+            if why:
+                self.stdout.write(f"  why no leader: {why}")
             for candidate in switchover.candidates(cluster_obj):
                 mark = "eligible" if candidate.eligible else "not eligible"
                 self.stdout.write(f"  {candidate.node}: {mark} ({candidate.why})")
@@ -53,7 +59,10 @@ class Command(BaseCommand):
                 timeout=options["timeout"],
             )
         except services.ServiceError as error:
-            raise CommandError(f"switchover refused: {error}") from None
+            hint = ""
+            if "force" in str(error):
+                hint = f" From a shell: manage.py force_leader {cluster} {follower} --reason TEXT"
+            raise CommandError(f"switchover refused: {error}{hint}") from None
         self.stdout.write(
             self.style.SUCCESS(f"{change.new_leader} is the leader of {cluster} in term {change.term}")
         )
