@@ -260,7 +260,8 @@ class ClusterAdmin(admin.ModelAdmin):
         cluster = queryset.select_related("leader").get()
         situation, options = dashboard.election_outlook(cluster)
         applying = "apply" in request.POST
-        form = ForceLeaderForm(request.POST if applying else None, options=options)
+        targets = [option for option in options if option.node != getattr(cluster.leader, "name", None)]
+        form = ForceLeaderForm(request.POST if applying else None, options=targets)
         if applying and form.is_valid():
             try:
                 change = services.force_leader(

@@ -60,15 +60,15 @@ def test_without_a_leader_the_client_gets_a_clear_timeout(operator_api, command_
     assert client.xlen(key) == 1  # kept for the next leader
 
 
-def test_fewer_live_followers_than_the_replica_count_is_a_503(operator_api, command_stream):
+def test_fewer_live_followers_than_the_write_quorum_is_a_503(operator_api, command_stream):
     import time
 
     client, _key = command_stream
     client.hset(
         wire.commit_key("alpha"),
         mapping={"term": 1, "leader": "alpha-1", "commit_position": 0, "leader_position": 3,
-                 "replica_count": 2, "live_followers": "alpha-2", "updated_ns": time.time_ns()},
+                 "write_quorum": 2, "live_followers": "alpha-2", "updated_ns": time.time_ns()},
     )  # fmt: skip
     response = operator_api.post(URL, {"commands": [GOOD], "timeout": 0.3}, format="json")
     assert response.status_code == 503
-    assert "not enough replicas: replica count is 2 but only 1" in response.json()["detail"]
+    assert "not enough replicas: the write quorum is 2 but only 1" in response.json()["detail"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.controlplane.reports import report
+
 LEADER_URL = "/api/v1/clusters/alpha/leader/"
 
 
@@ -26,7 +28,12 @@ def test_viewer_cannot_change_anything(cluster, viewer_api):
 
 
 def test_operator_assigns_a_leader_and_the_term_goes_up_by_one(cluster, operator_api):
-    response = operator_api.post(LEADER_URL, {"node": "alpha-3", "reason": "maintenance"}, format="json")
+    # Leader alpha-1 is silent: the operator's pick is elected by the rules, from the
+    # followers' reports made after the fence of term 2.
+    report("alpha-2", 10, fence_seen=2)
+    report("alpha-3", 10, fence_seen=2)
+    body = {"node": "alpha-3", "reason": "maintenance", "timeout": 2}
+    response = operator_api.post(LEADER_URL, body, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["term"] == 2
     assert response.json()["new_leader"] == "alpha-3"

@@ -65,7 +65,7 @@ def test_status_json_reports_nodes_lags_commit_and_role_changes(staff_client, cl
     client.hset(
         key,
         mapping={"term": 1, "leader": "alpha-1", "commit_position": 100, "leader_position": 100,
-                 "replica_count": 2, "live_followers": "alpha-2", "updated_ns": time.time_ns()},
+                 "write_quorum": 1, "live_followers": "alpha-2", "updated_ns": time.time_ns()},
     )  # fmt: skip
 
     response = staff_client.get(STATUS)
@@ -74,7 +74,8 @@ def test_status_json_reports_nodes_lags_commit_and_role_changes(staff_client, cl
     data = response.json()
     assert data["cluster"] == {
         "name": "alpha", "term": 1, "status": cluster.status, "replica_count": 2,
-        "leader": "alpha-1", "failover_timeout": 3.0,
+        "write_quorum": 1, "tolerance": "survives 1 node(s) down without stopping; loses nothing with 1 archive(s) lost",
+        "leader": "alpha-1", "status_message": "", "why_no_leader": None, "failover_timeout": 3.0,
     }  # fmt: skip
     nodes = {node["name"]: node for node in data["nodes"]}
     assert list(nodes) == ["alpha-1", "alpha-2", "alpha-3"]
@@ -93,6 +94,7 @@ def test_status_json_reports_nodes_lags_commit_and_role_changes(staff_client, cl
     assert commit["commit_position"] == 100
     assert commit["leader_position"] == 100
     assert commit["live_followers"] == ["alpha-2"]
+    assert commit["write_quorum"] == 1
     assert [(c["term"], c["old"], c["new"], c["actor"]) for c in data["role_changes"]] == [
         (1, None, "alpha-1", "test")
     ]

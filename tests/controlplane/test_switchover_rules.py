@@ -1,4 +1,4 @@
-"""Switchover and replica-count rules that need no running node."""
+"""Switchover, replica-count and write-quorum rules that need no running node."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from controlplane.clusters import services, switchover
 from controlplane.clusters.models import Node
+from tests.controlplane.reports import report
 
 ACTOR = services.Actor("test")
 
@@ -21,12 +22,22 @@ def beat(name: str, position: int, status: str = "live", ago: float = 0.0) -> No
 
 
 def test_without_a_live_leader_only_the_most_advanced_node_may_lead(cluster):
-    beat("alpha-2", 90)
-    beat("alpha-3", 100)
-    with pytest.raises(switchover.Lagging, match="alpha-3 has 100"):
-        switchover.change_leader("alpha", "alpha-2", actor=ACTOR, reason="x")
-    change = switchover.change_leader("alpha", "alpha-3", actor=ACTOR, reason="x")
+    # Leader alpha-1 is silent; the followers reported after the fence of term 2.
+    report("alpha-2", 90, fence_seen=2)
+    report("alpha-3", 100, fence_seen=2)
+    with pytest.raises(services.NotEligible, match="the rules choose alpha-3"):
+        switchover.change_leader("alpha", "alpha-2", actor=ACTOR, reason="x", timeout=0.3)
+    change = switchover.change_leader("alpha", "alpha-3", actor=ACTOR, reason="x", timeout=0.3)
     assert (change.term, change.new_leader.name) == (2, "alpha-3")
+
+
+def test_without_a_live_leader_the_last_term_counts_before_the_position(cluster):
+    report("alpha-2", 120, fence_seen=2, last_term=0)  # more events, of an older term
+    report("alpha-3", 100, fence_seen=2, last_term=1)
+    with pytest.raises(services.NotEligible, match="the rules choose alpha-3"):
+        switchover.change_leader("alpha", "alpha-2", actor=ACTOR, reason="x", timeout=0.3)
+    change = switchover.change_leader("alpha", "alpha-3", actor=ACTOR, reason="x", timeout=0.3)
+    assert change.new_leader.name == "alpha-3"
 
 
 def test_refusals_say_why(cluster):
@@ -74,16 +85,32 @@ def test_switchover_api_maps_refusals_to_409_and_412(cluster, operator_api):
     assert stale.status_code == 412
 
 
-def test_replica_count_cannot_rise_above_the_live_followers(cluster, operator_api):
+def test_write_quorum_cannot_rise_above_the_live_followers(cluster, operator_api):
     beat("alpha-2", 0)
     url = "/api/v1/clusters/alpha/"
-    lowered = operator_api.patch(url, {"replica_count": 1}, format="json")
+    lowered = operator_api.patch(url, {"write_quorum": 0}, format="json")
     assert lowered.status_code == 200
-    raised = operator_api.patch(url, {"replica_count": 2}, format="json")
+    assert lowered.json()["write_quorum"] == 0
+    raised = operator_api.patch(url, {"write_quorum": 2}, format="json")
     assert raised.status_code == 400
-    assert "only 1 follower(s) are live" in raised.json()["replica_count"][0]
+    assert set(raised.json()) == {"write_quorum"}
+    assert "only 1 follower(s) are live" in raised.json()["write_quorum"][0]
     beat("alpha-3", 0)
-    assert operator_api.patch(url, {"replica_count": 2}, format="json").status_code == 200
+    assert operator_api.patch(url, {"write_quorum": 2}, format="json").status_code == 200
+    cluster.refresh_from_db()
+    assert (cluster.write_quorum, cluster.term_write_quorum) == (2, 0)  # the term's lowest W
+
+
+def test_replica_count_cannot_go_below_the_write_quorum(cluster, operator_api):
+    url = "/api/v1/clusters/alpha/"
+    refused = operator_api.patch(url, {"replica_count": 0}, format="json")
+    assert refused.status_code == 400
+    assert set(refused.json()) == {"replica_count"}
+    assert "Lower the write quorum first" in refused.json()["replica_count"][0]
+    both = operator_api.patch(url, {"replica_count": 0, "write_quorum": 0}, format="json")
+    assert both.status_code == 200, both.content
+    cluster.refresh_from_db()
+    assert (cluster.replica_count, cluster.write_quorum) == (0, 0)
 
 
 def test_supervisor_reports_nodes_whose_state_hash_differs_at_one_position(cluster):

@@ -334,3 +334,76 @@ def assert_each_committed_command_once(load: SteadyLoad, location: str) -> None:
         positions = executions.get(seq, [])
         assert len(positions) == 1, f"command {seq} executed {len(positions)} times"
         assert positions[0] == result.first_position, f"command {seq} answered from another position"
+
+
+def assert_committed_results_in(load_or_results, location: str) -> int:
+    """Every result a client got as committed (a SteadyLoad's, or CommandResults) is in the
+    archive at `location`, at its position, with the same payloads; returns how many."""
+    results = list(load_or_results.committed.values()) if hasattr(load_or_results, "committed") else list(load_or_results)
+    assert results, "no committed result to check"
+    by_position = {entry[0]: entry for entry in archive_entries(location)}
+    for result in results:
+        for offset, payload in enumerate(result.payloads):
+            position = result.first_position + offset
+            entry = by_position.get(position)
+            assert entry is not None, (
+                f"a committed result (position {result.first_position}, {len(result.payloads)} events) "
+                f"is lost: position {position} is not in {location} (it ends at {max(by_position, default=0)})"
+            )
+            assert entry[4] == payload, (
+                f"a committed result differs from the log: position {position} of {location} holds "
+                f"another event (term {entry[1]}) than the one reported committed"
+            )
+    return len(results)
+
+
+def assert_archives_agree(*locations: str) -> None:
+    """The archives hold the same entries up to the shortest of them."""
+    logs = [archive_entries(location) for location in locations]
+    shortest = min(len(log) for log in logs)
+    for location, log in zip(locations[1:], logs[1:], strict=True):
+        assert log[:shortest] == logs[0][:shortest], f"{location} disagrees with {locations[0]}"
+
+
+def process_state(pid: int) -> str:
+    """The kernel's one-letter state of a process (R, S, T for stopped, Z, ...), '' if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def pause(cluster: TestCluster, *names: str) -> None:
+    """SIGSTOP the nodes and wait until the kernel has stopped every one of them."""
+    import signal
+
+    for name in names:
+        cluster.nodes.signal(name, signal.SIGSTOP)
+    for name in names:
+        pid = cluster.nodes.processes[name].pid
+        wait_until(lambda pid=pid: process_state(pid) == "T", 10, f"node {name} (pid {pid}) to stop")
+
+
+def resume(cluster: TestCluster, *names: str) -> None:
+    import signal
+
+    for name in names:
+        cluster.nodes.signal(name, signal.SIGCONT)
+
+
+def wait_leader(cluster: TestCluster, *, above_term: int, among, timeout: float = 30.0) -> str:
+    """Wait until a leader among `among` holds a term above `above_term`; its name."""
+
+    def elected():
+        row = Cluster.objects.select_related("leader").get(name=cluster.name)
+        if row.term > above_term and row.leader is not None:
+            assert row.leader.name in among, f"{row.leader.name} elected in term {row.term}, expected one of {among}"
+            return row.leader.name
+        return None
+
+    return wait_until(
+        elected, timeout,
+        lambda: f"a leader among {sorted(among)} above term {above_term} "
+        f"(cluster: {cluster.cluster.status}: {cluster.cluster.status_message})",
+    )  # fmt: skip

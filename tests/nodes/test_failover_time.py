@@ -26,6 +26,7 @@ def test_failover_time_over_twenty_leader_kills(make_cluster, supervisor):
     load.wait_for(100)
     elected, first_commit = [], []
     for kill in range(KILLS):
+        wait_until(lambda: cluster.cluster.leader_id is not None, 30, lambda: f"a leader: {cluster.cluster.status_message}")
         old = cluster.cluster.leader.name
         committed = len(load.committed)
         killed_at = time.monotonic()
@@ -33,7 +34,7 @@ def test_failover_time_over_twenty_leader_kills(make_cluster, supervisor):
         wait_until(
             lambda old=old: cluster.cluster.leader_id is not None and cluster.cluster.leader.name != old,
             30,
-            f"a leader other than {old} (kill {kill + 1})",
+            lambda old=old, kill=kill: f"a leader other than {old} (kill {kill + 1}): {cluster.cluster.status_message}",
             interval=0.02,
         )
         elected.append(time.monotonic() - killed_at)
@@ -42,6 +43,10 @@ def test_failover_time_over_twenty_leader_kills(make_cluster, supervisor):
         cluster.start(old)  # the runner restarts it; it rejoins as a follower
         cluster.wait_live(old)
     load.stop()
+    from controlplane.clusters.models import RoleChange
+
+    for change in RoleChange.objects.filter(cluster__name=cluster.name).order_by("term"):
+        print(f"term {change.term}: {change.old_leader} -> {change.new_leader}: {change.reason}")
     leader = cluster.cluster.leader.name
     assert_each_committed_command_once(load, cluster.locations[leader])
     for name, values in (("new leader elected", elected), ("first commit after the kill", first_commit)):
