@@ -14,7 +14,7 @@ from archive.errors import (
     TermRegressionError,
     TrimmedError,
 )
-from archive.fence import get_fence, set_fence
+from archive.fence import get_fence, lower_fence, set_fence
 from archive.fenced import FencedWrites
 from archive.keys import ClusterKeys, keys
 from archive.pglog import PostgresEventLog
@@ -54,6 +54,7 @@ __all__ = [
     "delete_replay",
     "get_fence",
     "keys",
+    "lower_fence",
     "publish_replay",
     "set_fence",
 ]

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from archive.fence import set_fence
+from archive.fence import lower_fence, set_fence
 from controlplane.clusters import streams
 from controlplane.clusters.models import (
     Cluster,
@@ -188,18 +188,7 @@ def election_of(cluster: Cluster, now=None) -> tuple[election.Election, list[ele
             and (n.status != NodeStatus.REMOVED or n.removed_in_term is not None)
         )
     )
-    reports = [
-        election.Report(
-            name=n.name,
-            fence_seen=n.fence_seen,
-            last_term=n.last_term,
-            position=n.archived_position,
-            live=_reports_live(n, cluster, now),
-            voter=bool(n.archive_id) and not n.resyncing,
-        )
-        for n in nodes
-        if n.status != NodeStatus.REMOVED
-    ]
+    reports = [_report(n, cluster, now) for n in nodes if n.status != NodeStatus.REMOVED]
     last_leader = next((n.name for n in nodes if n.pk == cluster.last_leader_id), None)
     return (
         election.Election(
@@ -209,6 +198,21 @@ def election_of(cluster: Cluster, now=None) -> tuple[election.Election, list[ele
             old_leader=last_leader,
         ),
         reports,
+    )
+
+
+def _report(node: Node, cluster: Cluster, now) -> election.Report:
+    if node.status == NodeStatus.REGISTERED and node.last_heartbeat is None:
+        # Never ran: it never acknowledged anything, so "I hold nothing" is its true and
+        # current vote (any commit set lies among the other followers).
+        return election.Report(node.name, cluster.term, 0, 0, live=False, voter=True)
+    return election.Report(
+        name=node.name,
+        fence_seen=node.fence_seen,
+        last_term=node.last_term,
+        position=node.archived_position,
+        live=_reports_live(node, cluster, now),
+        voter=bool(node.archive_id) and not node.resyncing,
     )
 
 
@@ -276,8 +280,12 @@ def force_leader(cluster: Cluster | str, node: str, *, actor: Actor, reason: str
     what may be lost. Off unless asked for."""
     cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
     locked = Cluster.objects.get(name=cluster_name)
+    _, reports = election_of(locked)
+    target = next((r for r in reports if r.name == node), None)
+    if target is None or not target.live:
+        raise NotEligible(f"cannot force {node}: it is not a live node of cluster {cluster_name}")
     if locked.leader_id is not None:
-        end_term(locked, actor=actor, reason=f"forced election asked: {reason}", expected_term=locked.term)
+        end_term(locked, actor=actor, reason=f"forced election of {node} asked", expected_term=locked.term)
     change, decision = elect(cluster_name, actor=actor, force=node)
     if change is None:
         raise NotEligible(decision.reason)
@@ -504,6 +512,19 @@ def _node_row(node_name: str) -> Node:
     return Node.objects.select_related(
         "cluster", "cluster__leader", "cluster__switchover_target"
     ).get(name=node_name)
+
+
+def reconcile_fence(cluster: Cluster | str) -> int | None:
+    """Bring a fence that is above the database's term down to it (a Redis that outlived
+    its control-plane database), under the cluster's row lock so the term is current.
+    Returns the fence it had, or None when it was not above."""
+    cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(name=cluster_name)
+        previous = lower_fence(streams.connection(), locked.name, max(locked.term, 1)) if locked.term else None
+    if previous:
+        log.error("%s: the fence was at term %d, above the database's term %d: lowered", cluster_name, previous, locked.term)
+    return previous
 
 
 def restore_fence(cluster: Cluster) -> int | None:

@@ -60,6 +60,7 @@ def run_cycle(cluster: Cluster) -> str:
     now = timezone.now()
     try:
         services.restore_fence(cluster)
+        services.reconcile_fence(cluster)
     except redis.RedisError as error:
         return f"{cluster.name}: Redis unreachable ({error}); no election without a fence"
     offline = mark_offline(cluster, now)
