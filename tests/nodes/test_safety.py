@@ -58,17 +58,22 @@ def log_text(cluster, name: str, since: int = 0) -> str:
     return cluster.nodes.processes[name].log_path.read_bytes()[since:].decode(errors="replace")
 
 
+def start(request, cluster) -> tuple[str, str, str]:
+    """Start the nodes, then the supervisor (a worker that starts slower than the failover
+    timeout would otherwise lose its term before it ever reported), add the instrument.
+    Returns (leader, follower, follower)."""
+    cluster.start_all()
+    request.getfixturevalue("supervisor")
+    cluster.add_instrument(cluster.client())
+    leader = cluster.cluster.leader.name
+    return (leader, *sorted(name for name in cluster.secrets if name != leader))
+
+
 def kill_at_once(cluster, *names: str) -> None:
     for name in names:
         cluster.nodes.signal(name, signal.SIGKILL)
     for name in names:
         cluster.nodes.kill(name)  # reaps it
-
-
-def lose_leader_and_the_acking_follower(cluster):
-    """n3 paused; orders commit with n2's acks; n1 and n2 SIGKILLed at once; Redis loses
-    every stream (so n3 cannot fetch what it missed); n3 resumes. Returns the load (stopped
-    or not, as the caller left it) and the names."""
 
 
 def wait_no_safe_election(cluster, survivor: str) -> Cluster:
@@ -105,23 +110,26 @@ def stays_leaderless(cluster, seconds: float) -> None:
 # -- 1. election restriction ------------------------------------------------------------
 
 
-def test_election_compares_the_last_term_before_the_position(private_redis, make_cluster, supervisor):
+def test_election_compares_the_last_term_before_the_position(private_redis, make_cluster, request):
     """n1 archives 20 events alone in term 1; n2 commits an order in term 2 at a position n1
     also holds; with n2 gone, n1's longer log of an older term must not beat n3."""
     started = time.monotonic()
     cluster = make_cluster(size=3, write_quorum=1)
-    n1, n2, n3 = cluster.start_all()
+    n1, n2, n3 = start(request, cluster)
     client = cluster.client(timeout=30)
-    cluster.add_instrument(client)
     base = len(archive_entries(cluster.locations[n1]))
 
     pause(cluster, n2, n3)
     alone = cluster.client(timeout=1.0)
+    # A read a follower had waiting in Redis when it stopped is answered with the first
+    # batch published (it reaches the follower when it resumes): let that be one event.
+    with pytest.raises(CommitTimeout):
+        alone.submit(order(alone, "alone", 1, 980))
     with pytest.raises(CommitTimeout):
         alone.submit_many([order(alone, "alone", 1, 990 - i % 5) for i in range(20)])
-    wait_until(lambda: len(archive_entries(cluster.locations[n1])) >= base + 20, 10, f"{n1} to archive 20 events")
+    wait_until(lambda: len(archive_entries(cluster.locations[n1])) >= base + 21, 10, f"{n1} to archive 21 events")
     newest = cluster.redis.xrevrange(wire.events_key(cluster.name, 1), count=1)
-    assert int(newest[0][0].split(b"-")[0]) >= base + 20  # published too, never acknowledged
+    assert int(newest[0][0].split(b"-")[0]) >= base + 21  # published too, never acknowledged
     kill_at_once(cluster, n1)
     cluster.redis.flushall()  # Redis restarted: n1's published batches are gone
     resume(cluster, n2, n3)
@@ -129,11 +137,11 @@ def test_election_compares_the_last_term_before_the_position(private_redis, make
     middle = wait_leader(cluster, above_term=1, among={n2, n3})
     middle_term = cluster.cluster.term
     committed = client.submit(order(client, "middle", 2, 1010))
-    assert base < committed.first_position <= base + 20  # n1 holds another event of term 1 there
+    assert base < committed.first_position <= base + 2  # n1 holds another event of term 1 there
     other = n3 if middle == n2 else n2
 
     kill_at_once(cluster, middle)
-    cluster.start(n1)  # reports position base + 20 of term 1
+    cluster.start(n1)  # reports position base + 21 of term 1
     final = wait_leader(cluster, above_term=middle_term, among={n1, other}, timeout=60)
     assert final == other, f"{final} elected: the order committed in term {middle_term} is lost"
     assert_committed_results_in([committed], cluster.locations[final])
@@ -146,21 +154,23 @@ def test_election_compares_the_last_term_before_the_position(private_redis, make
     )  # fmt: skip
     assert_committed_results_in([committed, after], cluster.locations[n1])
     assert_archives_agree(cluster.locations[final], cluster.locations[middle])
-    assert f"REJOIN: dropping positions {base + 1}.." in log_text(cluster, n1)
-    print(f"\n[1] {final} elected over {n1} (term 1, position {base + 20}); {time.monotonic() - started:.1f} s")
+    assert f"REJOIN: dropping positions {committed.first_position}..{base + 21}" in log_text(cluster, n1)
+    print(
+        f"\n[1] {final} (term {middle_term}, position {committed.first_position}) elected over {n1} "
+        f"(term 1, position {base + 21}); {time.monotonic() - started:.1f} s"
+    )
 
 
 # -- 2. election quorum of fresh reports ------------------------------------------------
 
 
-def test_no_election_without_a_quorum_of_reports_made_after_the_fence(private_redis, make_cluster, supervisor):
+def test_no_election_without_a_quorum_of_reports_made_after_the_fence(private_redis, make_cluster, request):
     """W=1, N=2: orders commit with n2's ack alone while n3 is paused. With n1 and n2 dead,
     n3 alone is not N - W + 1 = 2 reports: the cluster waits, says why, and elects once
     n2 is back."""
     started = time.monotonic()
     cluster = make_cluster(size=3, write_quorum=1)
-    n1, n2, n3 = cluster.start_all()
-    cluster.add_instrument(cluster.client())
+    n1, n2, n3 = start(request, cluster)
     pause(cluster, n3)
     load = SteadyLoad(cluster).start()
     load.wait_for(200)
@@ -175,6 +185,19 @@ def test_no_election_without_a_quorum_of_reports_made_after_the_fence(private_re
     assert cluster.row(n3).archived_position < last_committed_position(load)  # electing n3 would lose results
 
     cluster.start(n2)
+    samples = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 30:
+        r = cluster.row(n2); c = cluster.cluster
+        samples.append((round(time.monotonic() - t0, 3), r.status, r.archived_position, r.last_term, r.fence_seen, r.archive_id[:8], r.resyncing, c.term, c.leader.name if c.leader else None))
+        if c.leader_id is not None:
+            break
+        time.sleep(0.01)
+    prev = None
+    for smp in samples:
+        if smp[1:] != prev:
+            print("DIAG", smp)
+        prev = smp[1:]
     leader = wait_leader(cluster, above_term=1, among={n2}, timeout=60)
     load.wait_for(len(load.committed) + 100, timeout=60)
     load.stop()
@@ -206,15 +229,14 @@ def acknowledged_in_term(cluster, term: int, position: int) -> bool:
     )
 
 
-def test_deposed_leader_delivers_no_result_after_its_term_ended(make_cluster, supervisor):
+def test_deposed_leader_delivers_no_result_after_its_term_ended(make_cluster, request):
     """n1 is paused after it published a batch and before the acks came in; the acks make
     the batch committed in term 1. The term ends, n2 or n3 leads, and when n1 wakes up with
     those acks in hand it must deliver nothing: its result comes from the new leader only
     (as a duplicate of the original), and nothing committed is lost."""
     started = time.monotonic()
     cluster = make_cluster(size=3, write_quorum=1)
-    n1, n2, n3 = cluster.start_all()
-    cluster.add_instrument(cluster.client())
+    n1, n2, n3 = start(request, cluster)
     load = SteadyLoad(cluster).start()
     load.wait_for(100)
 
@@ -268,7 +290,7 @@ def test_deposed_leader_delivers_no_result_after_its_term_ended(make_cluster, su
 # -- 4. archive identity ----------------------------------------------------------------
 
 
-def test_leader_that_lost_its_archive_loses_its_term_and_resyncs(make_cluster, supervisor, caplog):
+def test_leader_that_lost_its_archive_loses_its_term_and_resyncs(make_cluster, request, caplog):
     """n1 (leader) is killed, its archive dropped, and it restarts before the failover
     timeout: the control plane sees a new archive id, ends n1's term and elects n2 or n3;
     n1 follows as a new empty replica until it holds everything, then equals the leader."""
@@ -278,8 +300,7 @@ def test_leader_that_lost_its_archive_loses_its_term_and_resyncs(make_cluster, s
     # Long enough for the worker to restart before the supervisor would end n1's term for
     # its silence: the term must end because of the new archive.
     Cluster.objects.filter(name=cluster.name).update(failover_timeout=6.0)
-    n1, n2, n3 = cluster.start_all()
-    cluster.add_instrument(cluster.client())
+    n1, n2, n3 = start(request, cluster)
     load = SteadyLoad(cluster).start()
     load.wait_for(200)
 
@@ -287,7 +308,7 @@ def test_leader_that_lost_its_archive_loses_its_term_and_resyncs(make_cluster, s
     since = cluster.nodes.processes[n1].log_path.stat().st_size
     kill_at_once(cluster, n1)
     killed_at = time.monotonic()
-    held = len(archive_entries(cluster.locations[n1]))
+    committed_before = last_committed_position(load)
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
         dbname = cluster.locations[n1].rsplit("/", 1)[1]
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
@@ -320,11 +341,11 @@ def test_leader_that_lost_its_archive_loses_its_term_and_resyncs(make_cluster, s
     assert reset < resynced
     at = int(messages[resynced].split("resynced to ")[1].split(":")[0])
     row = cluster.row(n1)
-    assert row.resync_target is not None and at >= row.resync_target >= held
+    assert row.resync_target is not None and at >= row.resync_target >= committed_before
     assert "leading term" not in log_text(cluster, n1, since)  # never led from position 0
     print(
         f"\n[4] {leader} elected {elected_after:.1f} s after the kill ({change.reason[:90]}...); "
-        f"{n1} resynced at {at} >= target {row.resync_target} >= {held}; {checked} results checked; "
+        f"{n1} resynced at {at} >= target {row.resync_target} >= {committed_before}; {checked} results checked; "
         f"{time.monotonic() - started:.1f} s"
     )
 
@@ -332,12 +353,11 @@ def test_leader_that_lost_its_archive_loses_its_term_and_resyncs(make_cluster, s
 # -- 5. availability --------------------------------------------------------------------
 
 
-def test_with_two_replicas_and_write_quorum_one_trading_survives_one_node_down(make_cluster, supervisor):
+def test_with_two_replicas_and_write_quorum_one_trading_survives_one_node_down(make_cluster, request):
     """N=2, W=1 tolerates one node down: (a) a paused follower, (b) a dead leader."""
     started = time.monotonic()
     cluster = make_cluster(size=3, write_quorum=1)
-    n1, n2, n3 = cluster.start_all()
-    cluster.add_instrument(cluster.client())
+    n1, n2, n3 = start(request, cluster)
     load = SteadyLoad(cluster).start()
     load.wait_for(100)
 
@@ -360,20 +380,18 @@ def test_with_two_replicas_and_write_quorum_one_trading_survives_one_node_down(m
         lambda: archive_entries(cluster.locations[other]) == archive_entries(cluster.locations[leader]),
         30, f"{other}'s archive to equal {leader}'s",
     )  # fmt: skip
-    assert_archives_agree(cluster.locations[leader], cluster.locations[n1])
     print(f"\n[5] {checked} results checked; {time.monotonic() - started:.1f} s")
 
 
 # -- 6. forced election -----------------------------------------------------------------
 
 
-def test_forced_election_when_no_safe_one_says_what_may_be_lost(private_redis, make_cluster, supervisor):
+def test_forced_election_when_no_safe_one_says_what_may_be_lost(private_redis, make_cluster, request):
     """With the leader and the acking follower down, the cluster waits (no_safe_election);
     an operator forces the survivor, and the role change says FORCED and what it lacks."""
     started = time.monotonic()
     cluster = make_cluster(size=3, write_quorum=1)
-    n1, n2, n3 = cluster.start_all()
-    cluster.add_instrument(cluster.client())
+    n1, n2, n3 = start(request, cluster)
     pause(cluster, n3)
     load = SteadyLoad(cluster).start()
     load.wait_for(100)
