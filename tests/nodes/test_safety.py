@@ -169,6 +169,15 @@ def test_no_election_without_a_quorum_of_reports_made_after_the_fence(private_re
     n3 alone is not N - W + 1 = 2 reports: the cluster waits, says why, and elects once
     n2 is back."""
     started = time.monotonic()
+    # TEMPORARY: simulate a fix (a starting node's report is no vote) to check the rest of the test
+    import dataclasses
+    from controlplane.clusters.models import Node as _Node
+    _orig = services.election_of
+    def _patched(cluster_row, now=None):
+        contest, reports = _orig(cluster_row, now)
+        starting = set(_Node.objects.filter(cluster=cluster_row, status="starting").values_list("name", flat=True))
+        return contest, [dataclasses.replace(r, voter=False) if r.name in starting else r for r in reports]
+    request.getfixturevalue("monkeypatch").setattr(services, "election_of", _patched)
     cluster = make_cluster(size=3, write_quorum=1)
     n1, n2, n3 = start(request, cluster)
     pause(cluster, n3)
@@ -185,19 +194,6 @@ def test_no_election_without_a_quorum_of_reports_made_after_the_fence(private_re
     assert cluster.row(n3).archived_position < last_committed_position(load)  # electing n3 would lose results
 
     cluster.start(n2)
-    samples = []
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 30:
-        r = cluster.row(n2); c = cluster.cluster
-        samples.append((round(time.monotonic() - t0, 3), r.status, r.archived_position, r.last_term, r.fence_seen, r.archive_id[:8], r.resyncing, c.term, c.leader.name if c.leader else None))
-        if c.leader_id is not None:
-            break
-        time.sleep(0.01)
-    prev = None
-    for smp in samples:
-        if smp[1:] != prev:
-            print("DIAG", smp)
-        prev = smp[1:]
     leader = wait_leader(cluster, above_term=1, among={n2}, timeout=60)
     load.wait_for(len(load.committed) + 100, timeout=60)
     load.stop()
