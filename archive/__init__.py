@@ -1,5 +1,6 @@
 """The archive: a node's event log and snapshots on PostgreSQL, fenced publishing on Redis streams."""
 
+from archive.deadletter import DeadLetters, dead_letter_counts
 from archive.entries import LogEntry, Snapshot, SnapshotInfo
 from archive.errors import (
     ArchiveError,
@@ -30,6 +31,7 @@ __all__ = [
     "ArchiveUnavailableError",
     "ClusterKeys",
     "CorruptEntryError",
+    "DeadLetters",
     "EventLog",
     "EventPublisher",
     "EventReader",
@@ -51,6 +53,7 @@ __all__ = [
     "TermRegressionError",
     "TrimmedError",
     "create_archive",
+    "dead_letter_counts",
     "delete_replay",
     "get_fence",
     "keys",

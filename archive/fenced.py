@@ -67,12 +67,13 @@ for k = 3, #KEYS do
     for i = at, at + count - 1 do
         batch[#batch + 1] = ARGV[i]
         if #batch == 1000 then
-            redis.call('RPUSH', KEYS[k], unpack(batch))
+            redis.pcall('RPUSH', KEYS[k], unpack(batch))
             batch = {}
         end
     end
-    if #batch > 0 then redis.call('RPUSH', KEYS[k], unpack(batch)) end
-    redis.call('EXPIRE', KEYS[k], ttl)
+    -- pcall: a reply key someone made of another type loses its own results only.
+    if #batch > 0 then redis.pcall('RPUSH', KEYS[k], unpack(batch)) end
+    redis.pcall('EXPIRE', KEYS[k], ttl)
     at = at + count
 end
 return {'ok', ''}

@@ -13,6 +13,8 @@ class ClusterKeys(NamedTuple):
     cluster: str
     events: str  # the live stream of published batches
     fence: str  # the current term, set by the control plane
+    deadletter: str  # entries set aside because they could not be decoded, with a reason
+    deadletter_counts: str  # a hash: entries set aside per stream
 
     def replay(self, node: str) -> str:
         """The replay stream a peer's archive publishes for `node` to catch up from."""
@@ -32,6 +34,8 @@ def keys(cluster: str) -> ClusterKeys:
         cluster=cluster,
         events=f"{PREFIX}:{cluster}:events",
         fence=f"{PREFIX}:{cluster}:fence",
+        deadletter=f"{PREFIX}:{cluster}:deadletter",
+        deadletter_counts=f"{PREFIX}:{cluster}:deadletter:counts",
     )
 
 

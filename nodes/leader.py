@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import redis as redis_lib
 
-from archive import FencedError, FencedWrites, RedisEventPublisher
+from archive import DeadLetters, FencedError, FencedWrites, RedisEventPublisher
 from nodes import wire
-from nodes.engine import CodecError, CommandDuplicate, decode_command
+from nodes.engine import CommandDuplicate, decode_command
 from nodes.protocol.commit import CommitTracker
 from nodes.protocol.fencing import FenceVerdict
 
@@ -39,6 +39,35 @@ STATUS_EVERY_S = 0.1  # the commit hash (clients' timeout messages, dashboard) a
 
 class SteppedDown(Exception):
     """The leader found it may not lead any more (fenced, or a newer term exists)."""
+
+
+class PoisonCommand(Exception):
+    """A command the engine failed on (a bug): set it aside, rebuild from the archive."""
+
+    def __init__(self, entry_id: bytes, reply_to: str, reason: str, data: bytes, commands: int) -> None:
+        super().__init__(f"command in entry {entry_id!r} failed in the engine: {reason}")
+        self.entry_id, self.reply_to, self.reason, self.data = entry_id, reply_to, reason, data
+        self.commands = commands  # in the entry: each gets the error result
+
+    def set_aside(self, redis, cluster: str, dead_letters: DeadLetters) -> None:
+        """Dead-letter the entry, take it out of the command stream, tell its sender."""
+        dead_letters.set_aside("commands", self.entry_id, f"the engine failed on it: {self.reason}", self.data)
+        result = [wire.RESULT_MALFORMED, 0, [], f"set aside: the engine failed on a command of this batch ({self.reason})"]
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.xack(wire.commands_key(cluster), wire.LEADER_GROUP, self.entry_id)
+            pipe.xdel(wire.commands_key(cluster), self.entry_id)
+            pipe.rpush(self.reply_to, wire.encode([self.entry_id.decode(), [result] * self.commands]))
+            pipe.expire(self.reply_to, REPLY_TTL_S)
+            pipe.execute()
+
+
+def _reply_list(cluster: str, fields: dict) -> str:
+    """The reply list a poison entry names, if it is a valid one of the cluster."""
+    try:
+        reply_to = fields[b"r"].decode()
+    except (KeyError, UnicodeDecodeError, AttributeError):
+        return ""
+    return reply_to if reply_to.startswith(wire.reply_key(cluster, "")) and len(reply_to) <= 200 else ""
 
 
 @dataclass
@@ -80,6 +109,7 @@ class Leader:
         )
         self.tracker.set_members(node.view.members)
         self.fenced = FencedWrites(self.redis, self.cluster)
+        self.dead_letters = DeadLetters(self.redis, self.cluster, node.config.name)
         self._seen: dict[str, float] = {}  # follower -> when its last ack arrived (monotonic)
         self._fence_warned = 0.0
         self.pending: deque[PendingBatch] = deque()
@@ -189,20 +219,32 @@ class Leader:
         for entry_id, fields in entries:
             results = []
             try:
-                encoded = wire.decode(fields[b"c"])
-                reply_to = fields[b"r"].decode()
-            except (KeyError, ValueError, UnicodeDecodeError) as error:
-                log.warning("dropping malformed command-stream entry %s: %s", entry_id, error)
+                reply_to, encoded = wire.parse_command_entry(self.cluster, fields)
+            except wire.PoisonEntry as poison:
+                # Set aside (DESIGN §4 "Poison input"); acknowledged with the batch, so
+                # no leader reads it again. Its sender, if it named a reply list, is told.
+                self.dead_letters.set_aside("commands", entry_id, str(poison), fields.get(b"c", b""))
+                reply_to = _reply_list(self.cluster, fields)
+                if reply_to:
+                    per_entry.append((entry_id, reply_to, [(wire.RESULT_MALFORMED, 0, 0, f"entry set aside: {poison}")]))
                 continue
             for data in encoded:
                 try:
                     command = decode_command(data)
-                except (CodecError, TypeError, ValueError) as error:
-                    results.append((wire.RESULT_MALFORMED, 0, 0, str(error)))
+                except Exception as error:  # CodecError, and whatever a hostile blob raises
+                    results.append((wire.RESULT_MALFORMED, 0, 0, f"{type(error).__name__}: {error}"))
                     continue
                 command.timestamp = now
                 start = engine.position + 1
-                events = engine.process(command)
+                try:
+                    events = engine.process(command)
+                except Exception as error:
+                    # An engine bug this command triggers: the state may be half-changed,
+                    # so the node rebuilds from its archive; the entry is set aside so
+                    # that no leader runs it again (it would fail the same way).
+                    raise PoisonCommand(
+                        entry_id, reply_to, f"{type(error).__name__}: {error}", data, len(encoded)
+                    ) from error
                 commands += 1
                 events_all.extend(events)
                 duplicate = events[0] if isinstance(events[0], CommandDuplicate) else None

@@ -19,7 +19,7 @@ from nodes.config import NodeConfig
 from nodes.control import ClusterView, ControlPlane, ControlPlaneError, NodeRefused
 from nodes.follower import Follower
 from nodes.gcwatch import GcWatch
-from nodes.leader import Leader, SteppedDown
+from nodes.leader import Leader, PoisonCommand, SteppedDown
 from nodes.protocol import rejoin
 from nodes.protocol.lease import Lease
 from nodes.rejoin import term_ranges
@@ -28,6 +28,8 @@ from nodes.state import NodeState
 log = logging.getLogger("nodes.runtime")
 
 SOFTWARE_VERSION = "0.1.0"
+EXIT_CRASHED = 70  # EX_SOFTWARE: the loop ended on a bug; the runner restarts the node
+EXIT_REFUSED = 78  # EX_CONFIG: the control plane refuses this node; an operator must act
 STATUS_LOG_INTERVAL_S = 10.0
 _DIGITS = re.compile(r"\d+")
 
@@ -42,7 +44,7 @@ class Node:
 
     def __init__(self, config: NodeConfig, control: ControlPlane, on_exit=None) -> None:
         self.config = config
-        self.on_exit = on_exit  # called when the loop ends on its own (refused, crashed)
+        self.on_exit = on_exit  # on_exit(code): the loop ended on its own (refused, crashed)
         self.control = control
         self.redis = redis_lib.Redis.from_url(config.redis_url, health_check_interval=10)
         self.view: ClusterView | None = None
@@ -79,23 +81,31 @@ class Node:
             self._loop_thread.join(timeout)
 
     def run(self) -> None:
+        exit_code = EXIT_CRASHED
         try:
             self._run()
+            exit_code = 0
         except NodeRefused as refused:
             self.refused = str(refused)
+            exit_code = EXIT_REFUSED
             log.error("node %s refused by the control plane: %s", self.config.name, refused)
         except Exception:
             log.exception("node %s crashed", self.config.name)
             raise
         finally:
-            self._stop_role()
+            try:
+                self._stop_role()
+            except Exception:
+                log.exception("stopping the role failed")
             if self.peer_service is not None:
                 self.peer_service.stop()
             if self.state is not None:
                 self.state.close()
             self.stopped.set()
             if (not self.stopping.is_set() or self.refused) and self.on_exit is not None:
-                self.on_exit()
+                # Ended on its own: the process must exit non-zero so that its runner
+                # (make run, systemd) restarts it or an operator looks (refused).
+                self.on_exit(exit_code or EXIT_CRASHED)
 
     def _run(self) -> None:
         self.view = self._first_heartbeat()
@@ -103,35 +113,68 @@ class Node:
             target=self._heartbeat_loop, name=f"heartbeat-{self.config.name}", daemon=True
         )
         self._heartbeat_thread.start()
-        self._recover()
+        self._recover_until_done()
         self.peer_service = peer.PeerService(self)
         self.peer_service.start()
         while not self.stopping.is_set():
             try:
                 status = self.run_cycle()
+            except PoisonCommand as poison:
+                status = f"set aside a command the engine failed on, rebuilding from the archive: {poison}"
+                log.error("%s", status)
+                self._rebuild(0.0, poison)
             except SteppedDown as reason:
                 status = f"stepped down: {reason}; rebuilding from the archive"
                 log.warning("%s", status)
-                self._stop_role()
-                self._recover()
+                self._rebuild(0.0)
             except (ArchiveError, redis_lib.RedisError, OSError, peer.PeerUnavailable) as error:
                 status = f"error, retrying: {type(error).__name__}: {error}"
                 log.warning("%s", status)
-                self._stop_role()
-                time.sleep(0.5)
-                self._recover()
+                self._rebuild(0.5)
             except Exception as error:
                 # A bug, not a broken service: say so loudly, rebuild from the archive
                 # (the only state that counts) and go on rather than die silently.
                 status = f"unexpected error, rebuilding from the archive: {type(error).__name__}: {error}"
                 log.exception("%s", status)
-                self._stop_role()
-                time.sleep(1.0)
-                self._recover()
+                self._rebuild(1.0)
             self._log_status(status)
             self._answer_queries()
             if self.snapshot_requested.is_set():
                 self._take_snapshot()
+
+    def _rebuild(self, pause: float, poison: PoisonCommand | None = None) -> None:
+        """After a failed cycle: stop the role, set a poison command aside, and rebuild
+        from the archive, riding out a database or Redis outage with backoff (DESIGN §4
+        "No wedges"): a failure here is retried, never escapes the loop."""
+        leader = self.role
+        try:
+            self._stop_role()
+        except Exception as error:
+            log.warning("stopping the role failed: %s: %s", type(error).__name__, error)
+            self.role = None
+        if poison is not None and isinstance(leader, Leader):
+            self._retry("setting the poison command aside", lambda: poison.set_aside(self.redis, self.view.cluster, leader.dead_letters))
+        if pause:
+            self.stopping.wait(pause)
+        self._recover_until_done()
+
+    def _recover_until_done(self) -> None:
+        self._retry("rebuilding from the archive", self._recover)
+
+    def _retry(self, what: str, action) -> None:
+        delay = 0.2
+        while not self.stopping.is_set():
+            try:
+                action()
+                return
+            except NodeRefused:
+                raise
+            except Exception as error:
+                self.ready = False
+                self.status = f"{what} failed, retrying in {delay:.1f} s: {type(error).__name__}: {error}"[:500]
+                log.warning("%s", self.status)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
 
     def _log_status(self, status: str) -> None:
         """Log the status when it changes in kind, not each time a position moves (a busy

@@ -21,6 +21,13 @@ RESULT_MALFORMED = 2  # could not be decoded; nothing reached the engine
 
 LEADER_GROUP = "leader"
 
+MAX_ENTRY_BYTES = 4 * 1024 * 1024  # a command-stream entry larger than this is poison
+MAX_COMMANDS_PER_ENTRY = 10_000
+
+
+class PoisonEntry(ValueError):
+    """A command-stream entry that is not what a client sends; set aside, never retried."""
+
 _encoder = msgspec.msgpack.Encoder()
 encode = _encoder.encode
 decode = msgspec.msgpack.decode
@@ -47,3 +54,36 @@ def commit_key(cluster: str) -> str:
 
 def reply_key(cluster: str, client_id: str) -> str:
     return f"{PREFIX}:{cluster}:reply:{client_id}"
+
+
+def parse_command_entry(cluster: str, fields: dict) -> tuple[str, list[bytes]]:
+    """The reply list and the encoded commands of one command-stream entry.
+
+    Raises PoisonEntry with the reason when the entry cannot be one a client sent
+    (missing fields, not msgpack, not a list of byte strings, too large): the leader
+    sets it aside and goes on (DESIGN §4 "Poison input"). Each command is decoded on its
+    own later, so one bad command only fails itself.
+    """
+    try:
+        reply_to = fields[b"r"].decode()
+        raw = fields[b"c"]
+    except KeyError as missing:
+        raise PoisonEntry(f"missing field {missing.args[0]!r}") from None
+    except UnicodeDecodeError:
+        raise PoisonEntry("the reply list name is not UTF-8") from None
+    if len(raw) > MAX_ENTRY_BYTES:
+        raise PoisonEntry(f"{len(raw)} bytes, more than the {MAX_ENTRY_BYTES} an entry may hold")
+    if not reply_to.startswith(reply_key(cluster, "")) or len(reply_to) > 200:
+        # The leader writes results there: never into a key that is not a reply list.
+        raise PoisonEntry(f"reply list {reply_to[:80]!r} is not a reply list of cluster {cluster}")
+    try:
+        encoded = decode(raw)
+    except (msgspec.DecodeError, ValueError, OverflowError, RecursionError) as error:
+        raise PoisonEntry(f"not msgpack: {error}") from None
+    if not isinstance(encoded, list) or not all(isinstance(item, bytes) for item in encoded):
+        raise PoisonEntry(f"not a list of encoded commands: {type(encoded).__name__}")
+    if not encoded:
+        raise PoisonEntry("an empty batch")
+    if len(encoded) > MAX_COMMANDS_PER_ENTRY:
+        raise PoisonEntry(f"{len(encoded)} commands, more than {MAX_COMMANDS_PER_ENTRY} in one entry")
+    return reply_to, encoded

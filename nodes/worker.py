@@ -13,8 +13,6 @@ makes Celery stop its bootsteps: the node finishes the batch in hand and exits.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 
 from celery import bootsteps
 from click import Option
@@ -27,6 +25,14 @@ from nodes.runtime import Node
 log = logging.getLogger(__name__)
 
 CURRENT: Node | None = None  # the node this worker process runs
+
+
+def _stop_worker(exit_code: int) -> None:
+    """Ask the worker's main loop to shut down with this exit status (what Celery's own
+    signal handler does, without the signal's fixed status 0)."""
+    from celery.worker import state
+
+    state.should_stop = exit_code
 
 
 def node_queue(name: str) -> str:
@@ -51,10 +57,9 @@ class NodeStep(bootsteps.StartStopStep):
         config = NodeConfig.from_env(self.node_name)
         control = HttpControlPlane(config.control_plane_url, config.name, config.secret)
         # A node whose loop ends on its own (refused, crashed) must not leave an empty
-        # worker behind: stop the whole worker so the process supervisor sees it.
-        self.node = CURRENT = Node(
-            config, control, on_exit=lambda: os.kill(os.getpid(), signal.SIGTERM)
-        )
+        # worker behind: stop the whole worker with a non-zero status, so the process
+        # supervisor restarts it (a SIGTERM would exit 0, which runners leave alone).
+        self.node = CURRENT = Node(config, control, on_exit=_stop_worker)
         self.node.start()
         log.info("node %s started; control tasks on queue %s", config.name, node_queue(config.name))
 

@@ -211,6 +211,7 @@ def test_a_node_with_a_wrong_secret_is_refused_and_its_worker_exits(make_cluster
     name = next(iter(cluster.secrets))
     process = cluster.nodes.start(name, "not-the-secret")
     wait_until(lambda: not process.alive(), 60, lambda: f"the refused worker to exit\n{process.log_tail()}")
+    assert process.process.returncode == 78, "a refused node exits with EX_CONFIG, so its runner does not retry"
     log_text = process.log_path.read_text()
     assert f"node {name} refused by the control plane" in log_text
     assert "wrong credentials" in log_text

@@ -34,6 +34,9 @@ def read_procfile(path: Path) -> list[tuple[str, str]]:
     return processes
 
 
+REFUSED = 78  # a node the control plane refuses (nodes.runtime.EXIT_REFUSED): restarting won't help
+
+
 class Command(BaseCommand):
     help = (
         "Start every process of the Procfile (control plane, nodes, supervisor), prefix their "
@@ -76,8 +79,9 @@ class Command(BaseCommand):
             code = child.wait()
             if stop.is_set():
                 return
-            if code == 0 or restart_after <= 0:
-                say("system", "0", f"{name} exited with code {code}; the others keep running\n")
+            if code in (0, REFUSED) or restart_after <= 0:
+                why = " (refused by the control plane: see its log)" if code == REFUSED else ""
+                say("system", "0", f"{name} exited with code {code}{why}; the others keep running\n")
                 return
             say("system", "0", f"{name} exited with code {code}; restarting it in {restart_after:.0f} s\n")
             if not stop.wait(restart_after):
