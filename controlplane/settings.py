@@ -20,7 +20,17 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 DATABASE_URL = env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/tec_controlplane")
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+# A bounded connection pool per process (psycopg_pool): a burst of API requests waits
+# for a connection instead of opening one each and starving the nodes' archives and the
+# supervisor on the same server (the no-wedge issue saw 97 of PostgreSQL's 100 taken).
+DB_POOL_MAX = env_int("DB_POOL_MAX", 8, minimum=1)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    "min_size": 1,
+    "max_size": DB_POOL_MAX,
+    "timeout": env_float("DB_POOL_TIMEOUT", 10.0, minimum=0.1),
+    "max_idle": 60,
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from archive import FencedWrites, RedisEventReader, TrimmedError, delete_replay, keys
+from archive import DeadLetters, FencedWrites, RedisEventReader, TrimmedError, delete_replay, keys
 from nodes import peer, wire
 from nodes.engine import decode_events
 from nodes.protocol.fencing import FenceVerdict
@@ -19,6 +19,7 @@ from nodes.protocol.fencing import FenceVerdict
 log = logging.getLogger(__name__)
 
 READ_COUNT = 50  # stream entries a read; each entry is one leader batch
+CATCH_UP_STALL_S = 10.0  # a replay that brings nothing for this long is asked for again
 
 
 class Follower:
@@ -35,6 +36,7 @@ class Follower:
         self.replay_key = cluster_keys.replay(node.config.name)
         self.acks_key = wire.acks_key(self.cluster)
         self.fenced = FencedWrites(self.redis, self.cluster)
+        self.dead_letters = DeadLetters(self.redis, self.cluster, node.config.name)
         self.fence_refused: str = ""  # why our last ack was refused, for the status
 
     def cycle(self) -> str:
@@ -44,6 +46,8 @@ class Follower:
             entries = self.live.read(after, block_ms=100, count=READ_COUNT)
         except TrimmedError as trimmed:
             return self.catch_up(trimmed)
+        finally:
+            self._set_aside(self.live, "events")
         if not entries:
             self.acknowledge()  # idle: repeat the ack so a new leader learns where we are
             if self.fence_refused:
@@ -51,6 +55,11 @@ class Follower:
             return f"follower of {self.leader} (term {self.term}): up to date at position {after}"
         self.store(entries)
         return f"follower of {self.leader} (term {self.term}): archived up to {state.position}"
+
+    def _set_aside(self, reader: RedisEventReader, stream: str) -> None:
+        while reader.rejected:
+            entry_id, reason, fields = reader.rejected.pop()
+            self.dead_letters.set_aside(stream, entry_id, reason, fields)
 
     def store(self, entries: list, live: bool = True) -> None:
         # In the live stream of term T every entry is of term T (the fence saw to it);
@@ -103,10 +112,20 @@ class Follower:
             start=start, node=self.node.config.name,
         )  # fmt: skip
         reader = RedisEventReader(self.redis, self.replay_key)
+        progress_at = time.monotonic()
         while self.node.state.position < end and not self.node.stopping.is_set():
             entries = reader.read(self.node.state.position, block_ms=200, count=READ_COUNT)
+            self._set_aside(reader, "replay")
             if entries:
                 self.store([entry for entry in entries if entry.position <= end], live=False)
+                progress_at = time.monotonic()
+            elif time.monotonic() - progress_at > CATCH_UP_STALL_S:
+                # The replay stream is gone (Redis flushed, expired) or its peer died:
+                # every wait has a way back (DESIGN §4 "No wedges"): re-read the role, ask again.
+                raise peer.PeerUnavailable(
+                    f"the replay from {self.leader} brought nothing for {CATCH_UP_STALL_S:.0f} s "
+                    f"at position {self.node.state.position} of {end}; asking again"
+                )
         delete_replay(self.redis, self.cluster, self.node.config.name)
         return (
             f"follower of {self.leader} (term {self.term}): caught up from the archive "

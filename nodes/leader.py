@@ -360,25 +360,27 @@ class Leader:
     # -- the commit thread -------------------------------------------------------------
 
     def _commit_loop(self) -> None:
-        last_id = b"$"
+        cursor = wire.StreamCursor(b"$")
         try:
             recent = self.redis.xrevrange(self.acks_key, count=200)
         except redis_lib.RedisError:
             recent = []
         if recent:
             self._record_acks(list(reversed(recent)), time.monotonic())
-            last_id = recent[0][0]
+            cursor.advance(recent[0][0])
         while not self.stopping.is_set():
             try:
                 write_quorum = self.node.view.write_quorum
                 if write_quorum > 0:
-                    reply = self.redis.xread({self.acks_key: last_id}, count=1000, block=20)
+                    reply = self.redis.xread({self.acks_key: cursor.last_id}, count=1000, block=20)
                     rows = reply[0][1] if reply else []
                     if rows:
                         self._record_acks(rows, time.monotonic())
-                        last_id = rows[-1][0]
+                        cursor.advance(rows[-1][0])
+                    elif cursor.check_reset(self.redis, self.acks_key):
+                        log.warning("the ack stream started over (Redis restarted?): reading it from the start")
                 else:
-                    # R = 0: the archive thread delivers each batch itself; this only
+                    # W = 0: the archive thread delivers each batch itself; this only
                     # keeps the commit hash fresh.
                     self.stopping.wait(0.05)
                 self._deliver(write_quorum)
@@ -391,13 +393,13 @@ class Leader:
 
     def _record_acks(self, rows: list, now: float) -> None:
         acks = []
-        for _entry_id, fields in rows:
+        for entry_id, fields in rows:
             try:
                 acks.append(
                     (fields[b"n"].decode(), int(fields[b"p"]), int(fields[b"t"]), fields.get(b"a", b"").decode())
                 )
-            except (KeyError, ValueError, UnicodeDecodeError):
-                continue  # not an ack of ours
+            except (KeyError, ValueError, UnicodeDecodeError, AttributeError) as error:
+                self.dead_letters.set_aside("acks", entry_id, f"not an ack: {type(error).__name__}: {error}", fields)
         with self.lock:
             self.tracker.set_members(self.node.view.members)
             for node, position, term, archive_id in acks:

@@ -14,7 +14,7 @@ import uuid
 
 import redis as redis_lib
 
-from archive import PostgresEventLog, publish_replay
+from archive import DeadLetters, PostgresEventLog, publish_replay
 from archive.keys import PREFIX
 from nodes import wire
 from nodes.engine import decode_events, event_to_dict
@@ -66,25 +66,35 @@ class PeerService:
     def run(self) -> None:
         redis = self.node.redis
         key = requests_key(self.node.view.cluster, self.node.config.name)
-        last_id = "$"
+        cursor = wire.StreamCursor()
         while not self.stopping.is_set():
             try:
-                reply = redis.xread({key: last_id}, count=10, block=500)
+                reply = redis.xread({key: cursor.last_id}, count=10, block=500)
+                if not reply and cursor.check_reset(redis, key):
+                    log.warning("peer requests stream %s started over (Redis restarted?): reading it from the start", key)
                 for _key, rows in reply or []:
                     for entry_id, fields in rows:
-                        last_id = entry_id
-                        self.answer(fields)
+                        cursor.advance(entry_id)
+                        self.answer(entry_id, fields)
             except redis_lib.RedisError as error:
                 log.warning("peer service: Redis error %s", error)
                 self.stopping.wait(0.5)
         if self._log is not None:
             self._log.close()
 
-    def answer(self, fields: dict) -> None:
-        op = fields.get(b"op", b"").decode()
-        answer_key = fields.get(b"answer", b"").decode()
+    def answer(self, entry_id: bytes, fields: dict) -> None:
         try:
+            op = fields[b"op"].decode()
+            answer_key = fields[b"answer"].decode()
             args = wire.decode(fields[b"args"])
+            if not isinstance(args, dict) or not answer_key.startswith(f"{PREFIX}:{self.node.view.cluster}:answer:"):
+                raise ValueError("not a peer request")
+        except Exception as error:  # poison: set aside, never answered, never retried
+            DeadLetters(self.node.redis, self.node.view.cluster, self.node.config.name).set_aside(
+                "requests", entry_id, f"{type(error).__name__}: {error}", fields
+            )
+            return
+        try:
             result = (True, self.serve(op, args))
         except Exception as error:
             log.exception("peer request %s failed", op)

@@ -59,6 +59,7 @@ class Node:
         self._status_kind, self._status_logged_at = "", 0.0
         self.stopping = threading.Event()
         self.stopped = threading.Event()
+        self.cycle_done_at = time.monotonic()  # liveness is progress: the loop's, not a thread's
         self.lease = Lease(duration=0.0)  # renewed by every answered heartbeat, from its send time
         self.snapshot_requested = threading.Event()
         self.snapshot_done = threading.Event()
@@ -114,6 +115,7 @@ class Node:
         )
         self._heartbeat_thread.start()
         self._recover_until_done()
+        self.cycle_done_at = time.monotonic()  # start-up replay is not a stall: it reports "starting"
         self.peer_service = peer.PeerService(self)
         self.peer_service.start()
         while not self.stopping.is_set():
@@ -137,6 +139,7 @@ class Node:
                 status = f"unexpected error, rebuilding from the archive: {type(error).__name__}: {error}"
                 log.exception("%s", status)
                 self._rebuild(1.0)
+            self.cycle_done_at = time.monotonic()
             self._log_status(status)
             self._answer_queries()
             if self.snapshot_requested.is_set():
@@ -388,6 +391,7 @@ class Node:
             "archive_id": state.archive_id if state else "",
             "last_term": last_term,
             "fence_seen": fence or 0,
+            "stalled_for": round(max(0.0, time.monotonic() - self.cycle_done_at), 3),
         }
 
     def _first_heartbeat(self) -> ClusterView:

@@ -11,6 +11,8 @@ Commit hash `tec:{cluster}:commit`: the leader's view of commits, for clients an
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 
 from archive.keys import PREFIX, keys
@@ -87,3 +89,39 @@ def parse_command_entry(cluster: str, fields: dict) -> tuple[str, list[bytes]]:
     if len(encoded) > MAX_COMMANDS_PER_ENTRY:
         raise PoisonEntry(f"{len(encoded)} commands, more than {MAX_COMMANDS_PER_ENTRY} in one entry")
     return reply_to, encoded
+
+
+def _id_tuple(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class StreamCursor:
+    """Where a reader of a stream with Redis-time ids stands (acks, peer requests).
+
+    A Redis that restarted (or was flushed) starts the stream over, perhaps on a clock
+    behind the ids we saw: reading after our last id would never see a new entry. When
+    idle, the reader checks now and then whether the stream's newest entry is below its
+    cursor (or the stream is gone) and starts over from the beginning.
+    """
+
+    def __init__(self, last_id: bytes | str = "$", check_every: float = 1.0) -> None:
+        self.last_id = last_id
+        self.check_every = check_every
+        self._checked_at = time.monotonic()
+
+    def advance(self, entry_id: bytes | str) -> None:
+        self.last_id = entry_id
+
+    def check_reset(self, redis, key: str) -> bool:
+        """Call when a read came back empty; True if the cursor was moved back to 0."""
+        now = time.monotonic()
+        if self.last_id in ("$", b"$", "0-0", b"0-0") or now - self._checked_at < self.check_every:
+            return False
+        self._checked_at = now
+        newest = redis.xrevrange(key, count=1)
+        if newest and _id_tuple(newest[0][0]) >= _id_tuple(self.last_id):
+            return False
+        self.last_id = "0-0"
+        return True

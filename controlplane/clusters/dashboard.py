@@ -13,7 +13,6 @@ from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
-from django.utils import timezone
 
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, Node
@@ -89,7 +88,7 @@ def why_no_leader(cluster: Cluster) -> str | None:
 
 def cluster_status(cluster: Cluster) -> dict[str, Any]:
     """Everything the dashboard shows, as plain values."""
-    now = timezone.now()
+    now = services.db_now()
     nodes = list(cluster.nodes.order_by("name"))
     leader = next((node for node in nodes if node.pk == cluster.leader_id), None)
     leader_position = leader.archived_position if leader else None

@@ -155,6 +155,7 @@ NODE_REPORTED_FIELDS = [
     "archive_id",
     "last_term",
     "fence_seen",
+    "stalled_for",
     "resyncing",
     "resync_target",
     "created_at",
@@ -187,6 +188,10 @@ class Node(models.Model):
     last_term = models.PositiveBigIntegerField(default=0, help_text="Term of the node's last archived event.")
     fence_seen = models.PositiveBigIntegerField(
         default=0, help_text="The fence the node read before measuring its log (election freshness)."
+    )
+    stalled_for = models.FloatField(
+        default=0.0,
+        help_text="Seconds since the node's loop last finished a cycle, as it reported: liveness is progress.",
     )
     resyncing = models.BooleanField(
         default=False,

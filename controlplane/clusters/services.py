@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import redis
 from django.db import connection, transaction
 from django.db.models import F
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from archive.fence import lower_fence, set_fence
 from controlplane.clusters import streams
@@ -27,6 +27,17 @@ from controlplane.clusters.models import (
 from nodes.protocol import election, identity
 
 log = logging.getLogger("controlplane.services")
+
+
+def db_now():
+    """The control plane's one clock (DESIGN §4 "Liveness is progress"): the database's.
+
+    Heartbeat stamps are written with it and every age is judged with it, so control
+    planes on machines whose clocks disagree (or a clock step on one of them) never
+    compare two clocks."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]
 
 
 class ServiceError(Exception):
@@ -178,7 +189,7 @@ def end_term(cluster: Cluster | str, *, actor: Actor, reason: str, expected_term
 
 def election_of(cluster: Cluster, now=None) -> tuple[election.Election, list[election.Report]]:
     """The election of the cluster's current (fenced, leaderless) term, from the node rows."""
-    now = now or timezone.now()
+    now = now or db_now()
     nodes = list(cluster.nodes.all())
     followers = tuple(
         sorted(
@@ -422,6 +433,7 @@ class HeartbeatReport:
     archive_id: str = ""
     last_term: int = 0
     fence_seen: int = 0
+    stalled_for: float = 0.0
 
 
 class ImpossibleReport(ServiceError):
@@ -473,7 +485,7 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
     fields = {
         "status": report.status,
         "status_message": report.status_message[:500],
-        "last_heartbeat": timezone.now(),
+        "last_heartbeat": Now(),
         "archived_position": report.archived_position,
         "applied_position": report.applied_position,
         "state_hash": report.state_hash,
@@ -481,6 +493,7 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
         "software_version": report.software_version[:64],
         "last_term": report.last_term,
         "fence_seen": report.fence_seen,
+        "stalled_for": report.stalled_for,
         "resyncing": verdict.resyncing,
     }
     if report.archive_id:

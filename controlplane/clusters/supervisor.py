@@ -17,12 +17,13 @@ from datetime import timedelta
 
 import redis
 from django.db.models import Q
-from django.utils import timezone
 
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, ClusterStatus, Node, NodeStatus
 
 log = logging.getLogger("controlplane.supervisor")
+
+STARTUP_GRACE = 3  # failover timeouts a newly made leader has to send its first report
 
 
 def is_silent(node: Node, now, timeout: float) -> bool:
@@ -57,7 +58,7 @@ def divergent_nodes(nodes: list[Node]) -> str:
 
 
 def run_cycle(cluster: Cluster) -> str:
-    now = timezone.now()
+    now = services.db_now()
     try:
         services.restore_fence(cluster)
         services.reconcile_fence(cluster)
@@ -75,11 +76,26 @@ def run_cycle(cluster: Cluster) -> str:
     if cluster.leader_id is not None:
         # Silent since its last heartbeat, or since it was made leader if later: a
         # leader just assigned gets a whole failover timeout to report.
-        since = max(filter(None, [leader.last_heartbeat if leader else None, _term_began(cluster)]), default=None)
-        if leader is not None and since is not None and (now - since).total_seconds() <= cluster.failover_timeout:
+        began = _term_began(cluster)
+        since = max(filter(None, [leader.last_heartbeat if leader else None, began]), default=None)
+        # A leader that has not reported since it was made leader cannot have learned it
+        # leads, so it took no command: it gets a start-up grace (a process starting)
+        # before its term is ended.
+        started = leader is not None and leader.last_heartbeat is not None and (began is None or leader.last_heartbeat >= began)
+        grace = cluster.failover_timeout * (1 if started else STARTUP_GRACE)
+        heard = leader is not None and since is not None and (now - since).total_seconds() <= grace
+        # Liveness is progress: a leader that reports but whose loop is stuck (an append
+        # blocked on a lock, a recovery that keeps failing) is failed over all the same.
+        stuck = leader is not None and leader.stalled_for > cluster.failover_timeout
+        if heard and not stuck:
             return done + _leader_is_live(cluster, leader, nodes, now)
         age = (now - leader.last_heartbeat).total_seconds() if leader and leader.last_heartbeat else None
-        why = f"leader {leader.name if leader else '?'} silent for {age:.1f} s" if age is not None else "leader never reported"
+        if stuck and heard:
+            why = f"leader {leader.name} reports but its loop made no progress for {leader.stalled_for:.1f} s"
+        elif age is not None:
+            why = f"leader {leader.name if leader else '?'} silent for {age:.1f} s"
+        else:
+            why = "leader never reported"
         try:
             change = services.end_term(cluster, actor=services.SUPERVISOR, reason=why, expected_term=cluster.term)
         except services.StaleExpectation:

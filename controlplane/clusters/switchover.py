@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
-from django.utils import timezone
 
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, Node, NodeRole, NodeStatus, RoleChange
@@ -40,7 +39,7 @@ class Eligibility:
 
 
 def is_live(node: Node, cluster: Cluster, now=None) -> bool:
-    now = now or timezone.now()
+    now = now or services.db_now()
     return (
         node.status in (NodeStatus.LIVE, NodeStatus.DRAINING)
         and node.last_heartbeat is not None
@@ -63,7 +62,7 @@ def replica_count_refusal(cluster: Cluster, wanted: int) -> str | None:
 
 def candidates(cluster: Cluster) -> list[Eligibility]:
     """Per follower, whether a switchover to it can start now, and why (for the admin)."""
-    now = timezone.now()
+    now = services.db_now()
     leader = cluster.leader
     top = max([n.archived_position for n in cluster.nodes.all()], default=0)
     out = []
@@ -97,7 +96,7 @@ def change_leader(
     """Make `target_name` the leader without losing a committed event, or refuse with why."""
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().get(name=cluster_name)
-        now = timezone.now()
+        now = services.db_now()
         services.check_expectations(cluster, expected_term, expected_leader)
         if cluster.switchover_target_id and cluster.switchover_deadline and cluster.switchover_deadline > now:
             raise InFlight(

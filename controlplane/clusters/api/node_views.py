@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
@@ -31,13 +30,14 @@ class HeartbeatSerializer(StrictFieldsMixin, serializers.Serializer):
     archive_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
     last_term = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
     fence_seen = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    stalled_for = serializers.FloatField(min_value=0, max_value=1e9, required=False, default=0.0)
 
 
 def node_config(node: Node) -> dict:
     """Everything a node needs to take its role: the heartbeat's answer."""
     cluster = node.cluster
     switchover = cluster.switchover_target
-    in_flight = switchover is not None and cluster.switchover_deadline > timezone.now()
+    in_flight = switchover is not None and cluster.switchover_deadline > services.db_now()
     return {
         "node": node.name,
         "cluster": cluster.name,
