@@ -349,8 +349,8 @@ class Leader:
                     f"leader of term {self.term}: the fence is {what}; holding "
                     f"{len(entries)} archived events until the control plane raises it"
                 )
-                if self.stopping.wait(0.05):
-                    raise SteppedDown("stopped while the fence was missing") from error
+                if self.stopping.wait(0.05) or self.closing.is_set():
+                    raise SteppedDown("stopped while the fence was not at our term") from error
 
     def _original_result(self, duplicate: CommandDuplicate) -> list[bytes]:
         start = duplicate.original_position

@@ -394,11 +394,17 @@ def resume(cluster: TestCluster, *names: str) -> None:
 
 def wait_leader(cluster: TestCluster, *, above_term: int, among, timeout: float = 30.0) -> str:
     """Wait until a leader among `among` holds a term above `above_term`; its name."""
+    from controlplane.clusters.models import RoleChange
 
     def elected():
         row = Cluster.objects.select_related("leader").get(name=cluster.name)
         if row.term > above_term and row.leader is not None:
-            assert row.leader.name in among, f"{row.leader.name} elected in term {row.term}, expected one of {among}"
+            if row.leader.name not in among:
+                change = RoleChange.objects.filter(cluster=row, term=row.term).first()
+                raise AssertionError(
+                    f"{row.leader.name} elected in term {row.term}, expected one of {sorted(among)}: "
+                    f"{change.reason if change else ''}"
+                )
             return row.leader.name
         return None
 

@@ -107,9 +107,12 @@ class Checker:
     # -- leaders: what they must hold -----------------------------------------------------
 
     def on_leader_start(self, node: Node, term: int) -> None:
+        """A leader starts (or restarts) leading `term`: it must hold every position reported
+        committed by its own or an earlier term. (Later terms' results are not its business:
+        it is a deposed leader that has not noticed yet, and the fence stops it.)"""
         self.on_leader(term, node.idx, "starts leading")
-        size = len(self.committed)
-        if node.log[:size] != self.committed:
+        size = self._reported_up_to(term)
+        if node.log[:size] != self.committed[:size]:
             at = _first_difference(node.log, self.committed)
             self.fail(
                 COMMITTED_RESULTS_SURVIVE,
@@ -117,6 +120,14 @@ class Checker:
                 f"was reported committed as {_show(self.committed[at - 1])} (term {self.committed_by[at - 1]}), "
                 f"{node.name} holds {_show(node.log[at - 1]) if at <= len(node.log) else 'nothing'}",
             )
+
+    def _reported_up_to(self, term: int) -> int:
+        """How many positions of the committed log were reported by `term` or earlier terms."""
+        size = len(self.committed)
+        by = self.committed_by
+        while size and by[size - 1] > term:
+            size -= 1
+        return size
 
     def on_deliver(self, node: Node, term: int, commit: int, results: list[tuple[int, int, int]]) -> None:
         """A delivery went through: positions 1..commit of the leader's log are reported committed."""
@@ -214,8 +225,8 @@ class Checker:
             if node.alive and role is not None and role.leads:
                 if self.leaders.get(role.term) != node.idx:
                     self.fail(ONE_LEADER_PER_TERM, f"{node.name} leads term {role.term}, assigned to {self.leaders.get(role.term)}")
-                claimed = [i for i, t in enumerate(self.committed_by) if t < role.term]
-                if claimed and node.log[: claimed[-1] + 1] != self.committed[: claimed[-1] + 1]:
+                size = self._reported_up_to(role.term)
+                if node.log[:size] != self.committed[:size]:
                     self.fail(COMMITTED_RESULTS_SURVIVE, f"{node.name} leads term {role.term} without the committed log")
 
 

@@ -31,6 +31,11 @@ class Rules:
     # "term":   only those of the term that ended, as the brief and DESIGN §4 word it; unsafe
     #           when W is raised or a follower removed and the next leader commits nothing.
     quorum_window: str = "commit"
+    # True: the control plane applies a node's reports in the order they were sent (each
+    # carries its process start and sequence number) and drops an older one that arrives
+    # late. False: it keeps whichever arrived last; a late, older report then looks like a
+    # position that went back (a spurious reset that can stall elections for good).
+    report_order: bool = True
 
     @classmethod
     def legacy(cls) -> Rules:
@@ -90,7 +95,7 @@ class Timing:
     lease: int = 45
     supervisor: int = 25
     supervisor_step: int = 4  # from reading the database to its compare-and-set
-    client_cycle: int = 15
+    client_cycle: int = 25
     client_timeout: int = 120
     replay: tuple[int, int] = (10, 40)  # start-up replay before a node is live
     retry: int = 30  # a rejoin or catch-up request unanswered this long is sent again
