@@ -90,6 +90,17 @@ return {'ok', ''}
 """
 
 
+# KEYS: fence, status hash. ARGV: term, then field/value pairs.
+_STATUS = _CHECK + """
+local refused = fence_verdict(KEYS[1], tonumber(ARGV[1]))
+if refused then return refused end
+local args = {'HSET', KEYS[2]}
+for i = 2, #ARGV do args[#args + 1] = ARGV[i] end
+redis.call(unpack(args))
+return {'ok', ''}
+"""
+
+
 class FencedWrites:
     """The fenced writes of one cluster's nodes; each returns (verdict, fence or None)."""
 
@@ -97,6 +108,7 @@ class FencedWrites:
         self._fence_key = keys(cluster).fence
         self._deliver = redis.register_script(_DELIVER)
         self._acknowledge = redis.register_script(_ACKNOWLEDGE)
+        self._status = redis.register_script(_STATUS)
 
     def deliver(
         self,
@@ -116,12 +128,24 @@ class FencedWrites:
             args.extend(messages)
         return _verdict(self._deliver(keys=[self._fence_key, commands_key, *replies], args=args))
 
+    def status(self, term: int, key: str, mapping: Mapping[str, object]) -> tuple[str, int | None]:
+        """Write the leader's commit status hash if the fence is at `term`: a deposed
+        leader's stale status never overwrites its successor's."""
+        return _verdict(self._status(keys=[self._fence_key, key], args=_status_args(term, mapping)))
+
     def acknowledge(self, term: int, acks_key: str, fields: Mapping[str, object], maxlen: int = 1000) -> tuple[str, int | None]:
         """Add a follower's ack {fields} to the ack stream if the fence is at `term`."""
         args: list = [term, maxlen]
         for name, value in fields.items():
             args.extend((name, value))
         return _verdict(self._acknowledge(keys=[self._fence_key, acks_key], args=args))
+
+
+def _status_args(term: int, mapping: Mapping[str, object]) -> list:
+    args: list = [term]
+    for name, value in mapping.items():
+        args.extend((name, value))
+    return args
 
 
 def _verdict(reply) -> tuple[str, int | None]:

@@ -430,9 +430,10 @@ class Leader:
         self.commit_position = max(self.commit_position, commit)
         if status_due:
             self._status_at, self._status_commit = now, self.commit_position
-            self.redis.hset(
+            self.fenced.status(
+                self.term,
                 self.commit_key,
-                mapping={
+                {
                     "term": self.term,
                     "leader": self.node.config.name,
                     "commit_position": self.commit_position,

@@ -374,7 +374,13 @@ class Node:
             fence = None
         state = self.state
         engine = state.engine if state else None
-        archived, last_term = state.tail if state else (0, 0)
+        if state is None or not self.ready:
+            # Still opening or replaying its archive: its tail is not known yet, so the
+            # report claims nothing (no archive id, no fence): it is no vote (DESIGN §4).
+            fence, archived, last_term, archive_id = None, 0, 0, ""
+        else:
+            archived, last_term = state.tail
+            archive_id = state.archive_id
         return {
             "status": (
                 "starting" if not self.ready
@@ -388,7 +394,7 @@ class Node:
             "state_hash": _hash_text(self.checkpoint[1]) if engine else "",
             "state_hash_position": self.checkpoint[0],
             "software_version": SOFTWARE_VERSION,
-            "archive_id": state.archive_id if state else "",
+            "archive_id": archive_id,
             "last_term": last_term,
             "fence_seen": fence or 0,
             "stalled_for": round(max(0.0, time.monotonic() - self.cycle_done_at), 3),

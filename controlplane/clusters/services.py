@@ -498,6 +498,12 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
     }
     if report.archive_id:
         fields["archive_id"] = report.archive_id
+    else:
+        # A node still opening its archive claims nothing about its log: keep what is on
+        # file, and withdraw its vote until it reports a log it has measured.
+        for name in ("archived_position", "last_term"):
+            del fields[name]
+        fields["fence_seen"] = 0
     if verdict.reset:
         log.warning("%s: node %s: %s", cluster.name, node_name, verdict.reason)
         fields.update(resync_target=None, resync_leader_reports=0)
