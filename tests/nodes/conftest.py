@@ -413,3 +413,61 @@ def wait_leader(cluster: TestCluster, *, above_term: int, among, timeout: float 
         lambda: f"a leader among {sorted(among)} above term {above_term} "
         f"(cluster: {cluster.cluster.status}: {cluster.cluster.status_message})",
     )  # fmt: skip
+
+
+@dataclass
+class RestartableRedis:
+    """A private Redis server (no persistence) that a test can stop and start again on
+    the same port: what a Redis restart looks like to the nodes (every key gone)."""
+
+    port: int
+    workdir: object
+    url: str
+    server: object = None
+
+    def start(self) -> None:
+        import shutil
+        import subprocess
+
+        self.server = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        client = redis_lib.Redis.from_url(self.url)
+        try:
+            wait_until(lambda: _pings(client), 10, f"the private Redis on port {self.port}")
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            self.server.terminate()  # by its own pid
+            self.server.wait(10)
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+
+@pytest.fixture
+def restartable_redis(tmp_path, settings) -> Iterator[RestartableRedis]:
+    """Like private_redis (the control plane and the nodes started after it use it), and
+    the test may restart it on the same port."""
+    import socket
+
+    from controlplane.clusters import streams
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    server = RestartableRedis(port, workdir, f"redis://127.0.0.1:{port}/0")
+    server.start()
+    settings.REDIS_URL = server.url
+    streams.connection.cache_clear()
+    yield server
+    server.stop()
+    streams.connection.cache_clear()
