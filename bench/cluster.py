@@ -1,13 +1,13 @@
 """Benchmark of a local cluster: leader + 2 followers as Celery workers on this machine.
 
 Starts a control plane (runserver on a free port, the development database) and three
-node workers, then for replica counts R = 0, 1, 2 drives the leader with the load
+node workers (N = 2 followers), then for write quorums W = 0, 1, 2 drives the leader with the load
 generator: first flat out for a fixed count, then at a fixed offered rate. Latency is
 measured from the moment a command batch was due (so a slow cluster cannot hide its
 queue) to the moment its committed result arrived. Prints a table; asserts nothing.
 
     python bench/cluster.py [--count 200000] [--clients 2] [--batch 200] [--rate 10000]
-                            [--rate-seconds 10] [--replicas 0,1,2] [--json]
+                            [--rate-seconds 10] [--write-quorums 0,1,2] [--json]
 """
 
 from __future__ import annotations
@@ -216,8 +216,8 @@ class LocalCluster:
         self.workdir = workdir
         self.port = free_port()
         self.redis = redis_lib.Redis.from_url(settings.REDIS_URL)
-        cluster = Cluster.objects.create(name=self.name, replica_count=0, heartbeat_interval=0.5,
-                                         failover_timeout=5.0, lease=2.5)  # fmt: skip
+        cluster = Cluster.objects.create(name=self.name, replica_count=2, write_quorum=0, term_write_quorum=0,
+                                         heartbeat_interval=0.5, failover_timeout=5.0, lease=2.5)  # fmt: skip
         self.names, self.secrets, self.locations = [], {}, []
         server = "postgresql://postgres@127.0.0.1:5432"
         for index in (1, 2, 3):
@@ -263,8 +263,8 @@ class LocalCluster:
             found[name] = [float(ms) for ms in re.findall(r"GC pause of ([0-9.]+) ms", text)]
         return found
 
-    def set_replica_count(self, count: int) -> None:
-        Cluster.objects.filter(name=self.name).update(replica_count=count)
+    def set_write_quorum(self, count: int) -> None:
+        Cluster.objects.filter(name=self.name).update(write_quorum=count, term_write_quorum=0)
         time.sleep(1.5)  # three heartbeat intervals: every node has the new value
 
     def close(self) -> None:
@@ -290,7 +290,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10_000, help="offered commands/s for the latency run")
     parser.add_argument("--rate-batch", type=int, default=10, help="commands per batch at the fixed rate")
     parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of the fixed-rate run")
-    parser.add_argument("--replicas", default="0,1,2", help="replica counts to measure")
+    parser.add_argument(
+        "--write-quorums", "--replicas", dest="replicas", default="0,1,2",
+        help="write quorums W to measure (N = 2 followers throughout)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     replicas = [int(r) for r in args.replicas.split(",")]
@@ -304,17 +307,17 @@ def main() -> None:
         setup = ClusterClient(cluster.name, settings.REDIS_URL, client_id="bench-setup", timeout=30)
         setup.submit(AddInstrument("bench-setup", 1, SYMBOL, tick_size=TICK, lot_size=1))
         for r in replicas:
-            cluster.set_replica_count(r)
-            say(f"R={r}: {args.count} commands flat out ...")
+            cluster.set_write_quorum(r)
+            say(f"W={r}: {args.count} commands flat out ...")
             meter = CpuMeter(cluster.cpu_groups())
             flat = drive(cluster.name, settings.REDIS_URL, args.clients, args.count, args.batch, 0, args.window)
             flat["cores_busy"] = meter.shares()
             count = int(args.rate * args.rate_seconds)
-            say(f"R={r}: {count} commands at {args.rate:.0f}/s offered ...")
+            say(f"W={r}: {count} commands at {args.rate:.0f}/s offered ...")
             meter = CpuMeter(cluster.cpu_groups())
             paced = drive(cluster.name, settings.REDIS_URL, args.clients, count, args.rate_batch, args.rate, 10_000)
             paced["cores_busy"] = meter.shares()
-            rows.append({"replica_count": r, "flat_out": flat, "fixed_rate": {"offered_per_s": args.rate, **paced}})
+            rows.append({"write_quorum": r, "flat_out": flat, "fixed_rate": {"offered_per_s": args.rate, **paced}})
         gc_pauses = cluster.gc_pauses()
     finally:
         cluster.close()
@@ -324,19 +327,19 @@ def main() -> None:
         return
     print()
     print(f"Local cluster: leader + 2 followers, {args.clients} client processes, GC policy {env['NODE_GC']}")
-    print("| R | flat out: committed cmd/s | p50 ms | p99 ms | max ms "
+    print("| W | flat out: committed cmd/s | p50 ms | p99 ms | max ms "
           f"| {args.rate:,.0f}/s offered: achieved | p50 ms | p99 ms | max ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         f, p = row["flat_out"], row["fixed_rate"]
-        print(f"| {row['replica_count']} | {f['committed_per_s']:,} | {f['p50_ms']} | {f['p99_ms']} | {f['max_ms']} "
+        print(f"| {row['write_quorum']} | {f['committed_per_s']:,} | {f['p50_ms']} | {f['p99_ms']} | {f['max_ms']} "
               f"| {p['committed_per_s']:,} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} |")
     print()
     print("Cores kept busy during each run (2 cores in all; where the time goes):")
     for row in rows:
         for label, run in (("flat out", row["flat_out"]), (f"{args.rate:,.0f}/s", row["fixed_rate"])):
             parts = ", ".join(f"{name} {share:.2f}" for name, share in run["cores_busy"].items())
-            print(f"  R={row['replica_count']} {label}: {parts} (total {sum(run['cores_busy'].values()):.2f})")
+            print(f"  W={row['write_quorum']} {label}: {parts} (total {sum(run['cores_busy'].values()):.2f})")
     print()
     print(f"GC pauses of 20 ms or more in the nodes (policy {env['NODE_GC']}, whole run):")
     for node, pauses in gc_pauses.items():
