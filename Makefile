@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test lint services venv bench help simulate failover-time
+.PHONY: run test lint services venv bench help simulate failover-time browser-test check-deploy chromium
 
 help:
 	@echo "make run    - install, migrate, create the demo, start control plane + nodes + supervisor"
@@ -13,6 +13,8 @@ help:
 	@echo "make bench  - print the engine, archive and cluster benchmark figures"
 	@echo "make simulate SEEDS=1000000 - the deterministic protocol simulator over many seeds"
 	@echo "make failover-time - 20 leader SIGKILLs on real processes: failover time p50/p99"
+	@echo "make browser-test - the dashboard and admin in headless Chromium (installs Debian's chromium if missing)"
+	@echo "make check-deploy - Django's deployment checks with production-like variables"
 
 $(VENV)/.runtime: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,12 +30,16 @@ venv: $(VENV)/.dev
 services: $(VENV)/.runtime
 	@$(PY) -m controlplane.bootstrap
 
+# The same server as production (gunicorn + whitenoise, see README "Running in production"),
+# with DEBUG on: a developer's machine, tracebacks welcome.
+run: export DEBUG ?= true
 run: $(VENV)/.runtime services
 	$(PY) manage.py migrate --no-input -v0
+	$(PY) manage.py collectstatic --no-input -v0
 	$(PY) manage.py demo
 	$(PY) manage.py runlocal
 
-test: $(VENV)/.dev services
+test: $(VENV)/.dev services chromium
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev
@@ -49,3 +55,32 @@ simulate: $(VENV)/.dev
 
 failover-time: $(VENV)/.dev services
 	$(PY) -m pytest -m slow -s -q tests/nodes/test_failover_time.py
+
+# Debian's chromium, driven by Playwright's Python package (which never downloads a browser
+# here); without a browser the test skips and says why.
+browser-test: $(VENV)/.dev services chromium
+	BROWSER_SCREENSHOTS=run/screenshots $(PY) -m pytest -q -rs -s tests/browser
+
+# Debian's chromium for the browser test, installed when missing and apt can; never fails:
+# without it the test skips and says why.
+chromium:
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		{ echo "installing Debian's chromium for the browser test"; \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		  { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
+		echo "no chromium (apt-get install -y chromium): the browser test will skip"
+
+check-deploy: $(VENV)/.runtime
+	DEBUG=false SECRET_KEY=$$(head -c 48 /dev/urandom | base64) ALLOWED_HOSTS=cp.example.com HTTPS=true \
+		$(PY) manage.py check --deploy --fail-level WARNING
+
+# The real-process fault drill (manage.py drill --help): its own PostgreSQL, Redis, control
+# plane and nodes in a temp dir; a short one (also in make test) and the long one.
+.PHONY: drill drill-long
+drill: $(VENV)/.dev
+	$(PY) manage.py drill --commands 2500 --kills 3 --pauses 2 --redis-restarts 1 --pg-restarts 2 \
+		--poison 4 --clock-steps 1 --cuts 2 --switchovers 1 --quorum-changes 1
+
+drill-long: $(VENV)/.dev
+	$(PY) manage.py drill --kills 20 --pauses 10 --redis-restarts 3 --pg-restarts 3 --poison 20 \
+		--clock-steps 5 --commands 20000 --report drill-report.json

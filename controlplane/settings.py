@@ -10,12 +10,31 @@ from controlplane.env import ConfigError, env_bool, env_float, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-secret-key-change-me" if DEBUG else "")
+# Off unless asked for (`make run` turns it on): a forgotten variable must not serve
+# tracebacks to the network.
+DEBUG = env_bool("DEBUG", False)
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+# Without SECRET_KEY the development key is used, so that tests, management commands and
+# the node workers (which sign nothing) start anywhere; the web server itself refuses to
+# serve with it unless DEBUG is on (controlplane/wsgi.py).
+SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
 if not SECRET_KEY:
-    raise ConfigError("SECRET_KEY must be set when DEBUG is off")
+    raise ConfigError("SECRET_KEY is empty: set it (or SECRET_KEY_FILE) to a long random value")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS=true when served over TLS (usually a proxy in front of gunicorn that sets
+# X-Forwarded-Proto): secure cookies, HSTS, and a redirect of plain HTTP, except for the
+# probes and the Prometheus scrape, which stay reachable over plain HTTP inside the network.
+HTTPS = env_bool("HTTPS", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", HTTPS)
 
 DATABASE_URL = env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/tec_controlplane")
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -49,6 +68,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, Swagger UI) straight from the WSGI process, compressed and cached.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -85,7 +106,18 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# Compressed copies made by collectstatic; names without content hashes, so that a page
+# renders whether or not collectstatic has run (tests, a fresh checkout).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# With DEBUG on, or before any collectstatic (tests, a fresh checkout), serve from the
+# apps' folders, looked up per request: slower, but no step to forget while developing.
+_COLLECTED = STATIC_ROOT.is_dir()
+WHITENOISE_USE_FINDERS = DEBUG or not _COLLECTED
+WHITENOISE_AUTOREFRESH = DEBUG or not _COLLECTED
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -113,6 +145,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Three choice sets are all called "status": name each, so clients get stable types.
+    "ENUM_NAME_OVERRIDES": {
+        "ClusterStatusEnum": "controlplane.clusters.models.ClusterStatus",
+        "NodeStatusEnum": "controlplane.clusters.models.NodeStatus",
+        "ReportedNodeStatusEnum": ["starting", "live", "draining"],
+        "NodeRoleEnum": "controlplane.clusters.models.NodeRole",
+        "OperatorActionKindEnum": "controlplane.clusters.models.OperatorActionKind",
+        "OrderStatusEnum": ["open", "partially_filled", "closed"],
+        "CommandResultStatusEnum": ["committed", "duplicate", "error"],
+    },
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # Celery: the nodes are Celery workers; control messages travel as tasks on Redis.
@@ -123,6 +166,8 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ROUTES = {"controlplane.*": {"queue": "controlplane"}}
+# With JSON logs, the workers (supervisor, nodes) keep the LOGGING below instead of Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = env_str("LOG_FORMAT", "plain") != "json"
 SUPERVISOR_INTERVAL = env_float("SUPERVISOR_INTERVAL", 1.0, minimum=0.1)
 CELERY_BEAT_SCHEDULE = {
     "supervise": {"task": "controlplane.supervise", "schedule": SUPERVISOR_INTERVAL},
@@ -131,17 +176,29 @@ CELERY_BEAT_SCHEDULE = {
 # Defaults for new clusters (each cluster row holds its own values).
 CLUSTER_HEARTBEAT_INTERVAL = env_float("CLUSTER_HEARTBEAT_INTERVAL", 0.5, minimum=0.05)
 CLUSTER_FAILOVER_TIMEOUT = env_float("CLUSTER_FAILOVER_TIMEOUT", 3.0, minimum=0.2)
-CLUSTER_DEFAULT_REPLICA_COUNT = env_int("CLUSTER_DEFAULT_REPLICA_COUNT", 2, minimum=0)
 
+# Operations: readiness and the Prometheus scrape (controlplane/health.py, metrics.py).
+# The supervisor counts as not running when its last cycle is older than this.
+SUPERVISOR_STALE_AFTER = env_float("SUPERVISOR_STALE_AFTER", max(10.0, 5 * SUPERVISOR_INTERVAL), minimum=1.0)
+# When set, /metrics asks for `Authorization: Bearer <token>` (Prometheus' bearer_token).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ConfigError(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        # One JSON object a line, with cluster/node/term when the record carries them.
+        "json": {"()": "controlplane.jsonlog.JsonFormatter"},
+    },
     "filters": {"skip_heartbeats": {"()": "controlplane.logfilters.SkipHeartbeats"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
             "filters": ["skip_heartbeats"],
         }
     },

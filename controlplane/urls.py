@@ -1,14 +1,18 @@
-"""Top-level routes: admin, the operators' API and its OpenAPI schema."""
+"""Top-level routes: admin, the operators' API and its OpenAPI schema, probes and metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from controlplane import health, metrics
 from controlplane.clusters import dashboard
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("controlplane.clusters.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

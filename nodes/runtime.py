@@ -14,7 +14,7 @@ from typing import Any
 import redis as redis_lib
 
 from archive import ArchiveError, get_fence
-from nodes import peer
+from nodes import metrics, peer
 from nodes.config import NodeConfig
 from nodes.control import ClusterView, ControlPlane, ControlPlaneError, NodeRefused
 from nodes.follower import Follower
@@ -72,6 +72,7 @@ class Node:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        metrics.start(self)  # NODE_METRICS_PORT: this node's own Prometheus metrics
         self._loop_thread = threading.Thread(target=self.run, name=f"node-{self.config.name}")
         self._loop_thread.start()
 

@@ -12,13 +12,14 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from controlplane.clusters import dashboard, services, switchover
+from controlplane.clusters import dashboard, maintenance, services, switchover
 from controlplane.clusters.models import (
     NODE_REPORTED_FIELDS,
     Cluster,
     Node,
     NodeRole,
     NodeStatus,
+    OperatorAction,
     RoleChange,
 )
 from nodes.protocol.quorum import default_write_quorum
@@ -141,10 +142,14 @@ class ClusterAdmin(admin.ModelAdmin):
         "write_quorum",
         "tolerance",
         "situation",
+        "paused",
         "node_count",
         "dashboard_link",
     ]
-    readonly_fields = ["tolerance", "situation", "term", "leader", "last_leader", "status", "created_at"]
+    readonly_fields = [
+        "tolerance", "situation", "term", "leader", "last_leader", "status", "paused", "paused_reason",
+        "paused_at", "created_at",
+    ]  # fmt: skip
     fields = [
         "name",
         "replica_count",
@@ -158,11 +163,14 @@ class ClusterAdmin(admin.ModelAdmin):
         "last_leader",
         "status",
         "situation",
+        "paused",
+        "paused_reason",
+        "paused_at",
         "created_at",
     ]
     inlines = [NodeInline]
     form = ClusterForm
-    actions = ["make_follower_leader", "force_leader"]
+    actions = ["make_follower_leader", "force_leader", "pause", "resume"]
 
     @admin.display(description="what it tolerates")
     def tolerance(self, obj: Cluster) -> str:
@@ -172,6 +180,15 @@ class ClusterAdmin(admin.ModelAdmin):
     def situation(self, obj: Cluster) -> str:
         """The supervisor's last word; without a leader it says why, and stands out."""
         why = dashboard.why_no_leader(obj)
+        if obj.paused:
+            paused = format_html(
+                '<strong style="color: var(--message-warning-fg, #8a6d3b)">PAUSED: no automatic '
+                "failover{}</strong>",
+                f" ({obj.paused_reason})" if obj.paused_reason else "",
+            )
+            if why is None:
+                return format_html("{}<br>{}", paused, obj.status_message or "")
+            return format_html("{}<br>Why no leader: {}", paused, why)
         if why is None:
             return obj.status_message or "-"
         return format_html(
@@ -188,19 +205,48 @@ class ClusterAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         quorum = obj.write_quorum
-        current = Cluster.objects.get(pk=obj.pk).write_quorum
-        others = [name for name in form.changed_data if name != "write_quorum"]
+        saved = Cluster.objects.get(pk=obj.pk)
+        current, replicas_before = saved.write_quorum, saved.replica_count
+        others = [name for name in form.changed_data if name not in ("write_quorum", "name")]
         actor = services.Actor.of_user(request.user)
         try:
             with transaction.atomic():
                 if quorum < current:
-                    services.set_write_quorum(obj, quorum, actor=actor)
+                    maintenance.set_write_quorum(obj.name, quorum, actor=actor)
                 if others:
                     obj.save(update_fields=others)
+                    maintenance.record_replica_count(obj, replicas_before, actor=actor)
                 if quorum > current:
-                    services.set_write_quorum(obj, quorum, actor=actor)
+                    maintenance.set_write_quorum(obj.name, quorum, actor=actor)
         except services.ServiceError as error:  # the cluster changed since the form was checked
             self.message_user(request, f"Not saved: {error}", messages.ERROR)
+
+    def get_readonly_fields(self, request, obj=None):
+        # A cluster's name keys its Redis streams and its nodes' queues: fixed once created.
+        return [*self.readonly_fields, "name"] if obj is not None else self.readonly_fields
+
+    @admin.action(description="Pause automatic failover (maintenance mode)", permissions=["change"])
+    def pause(self, request, queryset):
+        self._set_paused(request, queryset, True)
+
+    @admin.action(description="Resume automatic failover", permissions=["change"])
+    def resume(self, request, queryset):
+        self._set_paused(request, queryset, False)
+
+    def _set_paused(self, request, queryset, paused: bool) -> None:
+        actor = services.Actor.of_user(request.user)
+        verb = "paused" if paused else "resumed"
+        reason = f"{verb} from the admin by {actor.name}"
+        names = []
+        for cluster in queryset.order_by("name"):
+            maintenance.set_paused(cluster.name, paused, actor=actor, reason=reason)
+            names.append(cluster.name)
+        what = (
+            "the supervisor keeps watching but will not fail over until resumed"
+            if paused
+            else "automatic failover is on again"
+        )
+        self.message_user(request, f"Cluster {', '.join(names)} {verb}: {what}.", messages.SUCCESS)
 
     @admin.display(description="nodes")
     def node_count(self, obj: Cluster) -> int:
@@ -294,6 +340,21 @@ class ClusterAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/clusters/force_leader.html", context)
 
 
+class NodeAddForm(forms.ModelForm):
+    """Registering a node: its name, its cluster and where its archive lives; the secret is
+    made by services.register_node and shown once on the next page."""
+
+    class Meta:
+        model = Node
+        fields = ["name", "cluster", "archive_location"]
+
+    def clean_archive_location(self) -> str:
+        value = self.cleaned_data["archive_location"]
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise forms.ValidationError("Must be a PostgreSQL URL such as postgresql://user@host:5432/archive_db.")
+        return value
+
+
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
     actions = ["take_snapshot", "remove_follower"]
@@ -312,6 +373,48 @@ class NodeAdmin(admin.ModelAdmin):
     list_filter = ["cluster", "role", "status", "resyncing"]
     search_fields = ["name"]
     readonly_fields = NODE_REPORTED_FIELDS
+    fields = ["name", "cluster", "archive_location", *NODE_REPORTED_FIELDS]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = NodeAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return self.fields if obj is not None else NodeAddForm.Meta.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        # The API forbids moving a node (its acks and votes belong to one cluster's log),
+        # and its name is its queue and its secret's file: both fixed once registered.
+        return ["name", "cluster", *NODE_REPORTED_FIELDS] if obj is not None else []
+
+    def save_model(self, request, obj: Node, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        node, secret = maintenance.register_node(
+            name=obj.name,
+            cluster=obj.cluster,
+            archive_location=obj.archive_location,
+            actor=services.Actor.of_user(request.user),
+        )
+        obj.pk, obj.credentials_hash, obj.created_at = node.pk, node.credentials_hash, node.created_at
+        request._registered_secret = secret  # shown once by response_add, stored nowhere
+
+    def response_add(self, request, obj: Node, post_url_continue=None):
+        secret = getattr(request, "_registered_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Node {obj.name} registered",
+            "node": obj,
+            "secret": secret,
+            "opts": self.model._meta,
+        }
+        response = TemplateResponse(request, "admin/clusters/node_registered.html", context)
+        response["Cache-Control"] = "no-store"  # the secret must not stay in any cache
+        return response
 
     def has_change_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("clusters.operate_cluster")
@@ -319,18 +422,28 @@ class NodeAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return request.user.has_perm("clusters.operate_cluster")
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deleting a row would neither fence the node nor audit it: use "Remove" instead.
+        return False
+
     @admin.action(description="Take a snapshot now", permissions=["change"])
     def take_snapshot(self, request, queryset):
-        from controlplane.celery import app
-
-        for node in queryset:
-            app.send_task("nodes.take_snapshot", queue=f"node.{node.name}", ignore_result=True)
-        self.message_user(
-            request,
-            f"Asked {', '.join(n.name for n in queryset)} to take a snapshot; it is stored in "
-            "each node's archive between two batches.",
-            messages.SUCCESS,
-        )
+        actor = services.Actor.of_user(request.user)
+        asked = []
+        for node in queryset.order_by("name"):
+            try:
+                maintenance.request_snapshot(node.name, actor=actor)
+            except services.ServiceError as error:
+                self.message_user(request, f"Not asked: {error}", messages.ERROR)
+            else:
+                asked.append(node.name)
+        if asked:
+            self.message_user(
+                request,
+                f"Asked {', '.join(asked)} to take a snapshot; it is stored in each node's archive "
+                "between two batches.",
+                messages.SUCCESS,
+            )
 
     @admin.action(description="Remove from its cluster (followers only)", permissions=["change"])
     def remove_follower(self, request, queryset):
@@ -338,7 +451,7 @@ class NodeAdmin(admin.ModelAdmin):
         removed = []
         for node in queryset.order_by("name"):
             try:
-                services.remove_node(node, actor=actor)
+                maintenance.remove_node(node.name, actor=actor, reason=f"removed from the admin by {actor.name}")
             except services.ServiceError as error:
                 self.message_user(request, f"Not removed: {error}", messages.ERROR)
             else:
@@ -350,6 +463,21 @@ class NodeAdmin(admin.ModelAdmin):
                 "they stop, and their acks no longer count.",
                 messages.SUCCESS,
             )
+
+
+@admin.register(OperatorAction)
+class OperatorActionAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "cluster", "term", "action", "node", "actor", "detail", "reason"]
+    list_filter = ["cluster", "action", "actor"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(RoleChange)

@@ -14,6 +14,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
+from archive.deadletter import dead_letter_counts
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, Node
 from nodes import wire
@@ -57,6 +58,14 @@ def commit_info(cluster_name: str, now: datetime) -> dict[str, Any]:
         "live_followers": [name for name in values.get("live_followers", "").split(",") if name],
         "age": None if updated_ns is None else round(now.timestamp() - updated_ns / 1e9, 3),
     }
+
+
+def dead_letter_info(cluster_name: str) -> dict[str, int] | None:
+    """Entries set aside as poison so far, per stream; None when Redis does not answer."""
+    try:
+        return dead_letter_counts(commit_redis(), cluster_name)
+    except redis.RedisError:
+        return None
 
 
 def node_row(node: Node, leader_position: int | None, now: datetime) -> dict[str, Any]:
@@ -105,8 +114,11 @@ def cluster_status(cluster: Cluster) -> dict[str, Any]:
             "status_message": cluster.status_message,
             "why_no_leader": why_no_leader(cluster),
             "failover_timeout": cluster.failover_timeout,
+            "paused": cluster.paused,
+            "paused_reason": cluster.paused_reason,
         },
         "commit": commit_info(cluster.name, now),
+        "dead_letters": dead_letter_info(cluster.name),
         "nodes": [node_row(node, leader_position, now) for node in nodes],
         "role_changes": [
             {
@@ -118,6 +130,18 @@ def cluster_status(cluster: Cluster) -> dict[str, Any]:
                 "time": change.created_at.isoformat(),
             }
             for change in changes[:RECENT_ROLE_CHANGES]
+        ],
+        "operator_actions": [
+            {
+                "action": action.get_action_display(),
+                "term": action.term,
+                "node": action.node.name if action.node else None,
+                "actor": action.actor,
+                "detail": action.detail,
+                "reason": action.reason,
+                "time": action.created_at.isoformat(),
+            }
+            for action in cluster.operator_actions.select_related("node")[:RECENT_ROLE_CHANGES]
         ],
         "server_time": now.isoformat(),
     }

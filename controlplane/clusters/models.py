@@ -34,6 +34,19 @@ class NodeStatus(models.TextChoices):
     REMOVED = "removed", "Removed"
 
 
+def default_heartbeat_interval() -> float:
+    return settings.CLUSTER_HEARTBEAT_INTERVAL
+
+
+def default_failover_timeout() -> float:
+    return settings.CLUSTER_FAILOVER_TIMEOUT
+
+
+def default_lease() -> float:
+    # Half the failover timeout: an isolated leader stops well before another is elected.
+    return settings.CLUSTER_FAILOVER_TIMEOUT / 2
+
+
 class Cluster(models.Model):
     """One replication group: one leader, its followers, one event log."""
 
@@ -77,15 +90,15 @@ class Cluster(models.Model):
         help_text="What the supervisor did last, or why the cluster has no leader.",
     )
     heartbeat_interval = models.FloatField(
-        default=0.5, validators=[MinValueValidator(0.05)], help_text="Seconds between node heartbeats."
+        default=default_heartbeat_interval, validators=[MinValueValidator(0.05)], help_text="Seconds between node heartbeats."
     )
     failover_timeout = models.FloatField(
-        default=3.0,
+        default=default_failover_timeout,
         validators=[MinValueValidator(0.2)],
         help_text="Seconds without a leader heartbeat before the supervisor elects another leader.",
     )
     lease = models.FloatField(
-        default=1.5,
+        default=default_lease,
         validators=[MinValueValidator(0.1)],
         help_text=(
             "Seconds a leader keeps taking commands without a successful heartbeat. "
@@ -103,6 +116,15 @@ class Cluster(models.Model):
         help_text="Set while a planned switchover is in flight: the leader stops taking commands.",
     )
     switchover_deadline = models.DateTimeField(null=True, blank=True)
+    paused = models.BooleanField(
+        default=False,
+        help_text=(
+            "Maintenance mode (Patroni's pause): the supervisor still watches the nodes and marks "
+            "them offline, but never ends a term or elects a leader by itself."
+        ),
+    )
+    paused_reason = models.CharField(max_length=500, blank=True, help_text="Why the cluster was paused.")
+    paused_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -247,3 +269,35 @@ class RoleChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cluster} term {self.term}: {self.old_leader or '-'} -> {self.new_leader or '-'}"
+
+
+class OperatorActionKind(models.TextChoices):
+    PAUSE = "pause", "Paused (maintenance mode)"
+    RESUME = "resume", "Resumed (automatic failover on)"
+    WRITE_QUORUM = "write_quorum", "Write quorum changed"
+    REPLICA_COUNT = "replica_count", "Replica count changed"
+    REGISTER_NODE = "register_node", "Node registered"
+    REMOVE_NODE = "remove_node", "Node removed"
+    SNAPSHOT = "snapshot", "Snapshot requested"
+
+
+class OperatorAction(models.Model):
+    """Audit row: every operator action that is not a term change (those are RoleChanges)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="operator_actions")
+    node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=32, choices=OperatorActionKind.choices)
+    term = models.PositiveBigIntegerField(help_text="The cluster's term when it was done.")
+    detail = models.CharField(max_length=500, blank=True, help_text="What changed, e.g. 'write quorum 2 -> 1'.")
+    reason = models.CharField(max_length=500, blank=True)
+    actor = models.CharField(max_length=150, help_text="User name, or the command that did it.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.cluster} term {self.term}: {self.get_action_display()} by {self.actor}"

@@ -96,6 +96,8 @@ def run_cycle(cluster: Cluster) -> str:
             why = f"leader {leader.name if leader else '?'} silent for {age:.1f} s"
         else:
             why = "leader never reported"
+        if cluster.paused:
+            return done + _paused(cluster, why)
         try:
             change = services.end_term(cluster, actor=services.SUPERVISOR, reason=why, expected_term=cluster.term)
         except services.StaleExpectation:
@@ -103,6 +105,8 @@ def run_cycle(cluster: Cluster) -> str:
         log.warning("%s: %s: ended term %d, electing in term %d", cluster.name, why, cluster.term, change.term)
         return done + f"{why}: ended its term; electing in term {change.term} once the nodes report"
 
+    if cluster.paused:
+        return done + _paused(cluster, f"no leader in term {cluster.term}")
     if cluster.term == 0:
         try:
             change = services.end_term(
@@ -118,6 +122,13 @@ def run_cycle(cluster: Cluster) -> str:
     if change is None:
         return done + f"no leader in term {cluster.term}: {decision.reason}"
     return done + f"elected {decision.winner} in term {change.term}: {decision.reason}"
+
+
+def _paused(cluster: Cluster, why: str) -> str:
+    """Maintenance mode (Patroni's pause): say what would have been done, and do nothing."""
+    message = f"paused: {why}; no automatic failover until the cluster is resumed"
+    Cluster.objects.filter(pk=cluster.pk).exclude(status_message=message).update(status_message=message)
+    return message
 
 
 def _term_began(cluster: Cluster):
@@ -155,4 +166,7 @@ def run_all() -> list[str]:
         except Exception as error:  # one broken cluster must not stop the others
             log.exception("supervisor cycle failed for %s", cluster.name)
             statuses.append(f"{cluster.name}: cycle failed: {error}")
+    from controlplane import health
+
+    health.record_supervisor_cycle()  # for /readyz: "the supervisor ran recently"
     return statuses

@@ -76,6 +76,7 @@ def test_status_json_reports_nodes_lags_commit_and_role_changes(staff_client, cl
         "name": "alpha", "term": 1, "status": cluster.status, "replica_count": 2,
         "write_quorum": 1, "tolerance": "survives 1 node(s) down without stopping; loses nothing with 1 archive(s) lost",
         "leader": "alpha-1", "status_message": "", "why_no_leader": None, "failover_timeout": 3.0,
+        "paused": False, "paused_reason": "",
     }  # fmt: skip
     nodes = {node["name"]: node for node in data["nodes"]}
     assert list(nodes) == ["alpha-1", "alpha-2", "alpha-3"]
@@ -98,6 +99,7 @@ def test_status_json_reports_nodes_lags_commit_and_role_changes(staff_client, cl
     assert [(c["term"], c["old"], c["new"], c["actor"]) for c in data["role_changes"]] == [
         (1, None, "alpha-1", "test")
     ]
+    assert isinstance(data["dead_letters"], dict)  # per stream; Redis is shared, so not asserted empty
     assert data["server_time"]
 
 

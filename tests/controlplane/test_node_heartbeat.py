@@ -9,8 +9,10 @@ from rest_framework.test import APIClient
 from archive import get_fence, keys
 from controlplane.clusters import services
 
+# A report of a measured log: it names the archive (a node still opening it claims nothing).
 REPORT = {"status": "live", "archived_position": 7, "applied_position": 7, "term": 1,
-          "state_hash": "ab12", "state_hash_position": 7, "software_version": "0.1.0"}  # fmt: skip
+          "state_hash": "ab12", "state_hash_position": 7, "software_version": "0.1.0",
+          "archive_id": "archive-of-alpha-9"}  # fmt: skip
 
 
 def beat(name: str, secret: str | None, body=REPORT):

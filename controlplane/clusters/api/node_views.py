@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.clusters import services
+from controlplane.clusters.api.responses import DetailSerializer, NodeConfigSerializer
 from controlplane.clusters.api.serializers import StrictFieldsMixin
 from controlplane.clusters.models import Node, NodeStatus
 
@@ -89,7 +90,7 @@ class NodeHeartbeatView(APIView):
     @extend_schema(
         request=HeartbeatSerializer,
         parameters=[OpenApiParameter("Authorization", str, OpenApiParameter.HEADER)],
-        responses={200: dict},
+        responses={200: NodeConfigSerializer, 401: DetailSerializer, 403: DetailSerializer, 409: DetailSerializer},
     )
     def post(self, request, name: str):
         """A node's heartbeat: store its report, answer with its role, term and cluster."""

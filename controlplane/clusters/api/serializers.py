@@ -7,8 +7,14 @@ import copy
 from django.db import transaction
 from rest_framework import serializers
 
-from controlplane.clusters import services
-from controlplane.clusters.models import NODE_REPORTED_FIELDS, Cluster, Node, RoleChange
+from controlplane.clusters import maintenance, services
+from controlplane.clusters.models import (
+    NODE_REPORTED_FIELDS,
+    Cluster,
+    Node,
+    OperatorAction,
+    RoleChange,
+)
 from controlplane.clusters.switchover import replica_count_refusal
 from nodes.protocol.quorum import default_write_quorum
 
@@ -69,15 +75,21 @@ class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "heartbeat_interval",
             "failover_timeout",
             "lease",
+            "paused",
+            "paused_reason",
+            "paused_at",
             "nodes",
             "created_at",
         ]
-        read_only_fields = ["term", "leader", "status", "status_message", "nodes", "created_at"]
+        read_only_fields = [
+            "term", "leader", "status", "status_message", "paused", "paused_reason", "paused_at",
+            "nodes", "created_at",
+        ]  # fmt: skip
 
     def validate(self, attrs):
-        interval = attrs.get("heartbeat_interval", getattr(self.instance, "heartbeat_interval", 0.5))
-        timeout = attrs.get("failover_timeout", getattr(self.instance, "failover_timeout", 3.0))
-        lease = attrs.get("lease", getattr(self.instance, "lease", 1.5))
+        interval = attrs.get("heartbeat_interval", self._current("heartbeat_interval"))
+        timeout = attrs.get("failover_timeout", self._current("failover_timeout"))
+        lease = attrs.get("lease", self._current("lease"))
         if timeout < 2 * interval:
             raise serializers.ValidationError(
                 {"failover_timeout": ["Must be at least twice the heartbeat interval."]}
@@ -90,6 +102,12 @@ class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+    def _current(self, name: str):
+        """The instance's value, or on create the model's default (which follows the settings)."""
+        if self.instance is not None:
+            return getattr(self.instance, name)
+        return Cluster._meta.get_field(name).get_default()
 
     def _quorum_errors(self, attrs) -> dict[str, list[str]]:
         """N and W judged together: a request may lower both, or raise both, at once."""
@@ -131,6 +149,7 @@ class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         if quorum == instance.write_quorum:
             quorum = None
         lowering = quorum is not None and quorum < instance.write_quorum
+        replicas_before = instance.replica_count
         with transaction.atomic():
             if lowering:
                 self._set_write_quorum(instance, quorum)
@@ -138,15 +157,18 @@ class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
                 setattr(instance, name, value)
             if validated_data:
                 instance.save(update_fields=list(validated_data))
+                maintenance.record_replica_count(instance, replicas_before, actor=self._actor())
             if quorum is not None and not lowering:
                 self._set_write_quorum(instance, quorum)
         instance.refresh_from_db()
         return instance
 
+    def _actor(self) -> services.Actor:
+        return services.Actor.of_user(self.context["request"].user)
+
     def _set_write_quorum(self, cluster: Cluster, quorum: int) -> None:
-        actor = services.Actor.of_user(self.context["request"].user)
         try:
-            services.set_write_quorum(cluster, quorum, actor=actor)
+            maintenance.set_write_quorum(cluster, quorum, actor=self._actor())
         except services.NotEligible as error:
             raise serializers.ValidationError({"write_quorum": [str(error)]}) from None
 
@@ -195,7 +217,7 @@ class RoleChangeSerializer(serializers.ModelSerializer):
 
 class AssignLeaderSerializer(StrictFieldsMixin, serializers.Serializer):
     node = serializers.CharField(help_text="Name of the node to make leader.")
-    reason = serializers.CharField(required=False, max_length=400, default="")
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=400, default="")
     expected_term = serializers.IntegerField(
         required=False, min_value=0, help_text="Refuse (412) unless the cluster is at this term."
     )
@@ -258,3 +280,19 @@ class CommandBatchSerializer(StrictFieldsMixin, serializers.Serializer):
         required=False, default=5.0, min_value=0.1, max_value=60.0,
         help_text="Seconds to wait for the committed results.",
     )
+
+
+class PauseSerializer(StrictFieldsMixin, serializers.Serializer):
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=400, default="",
+        help_text="Why; recorded in the audit (and shown on the dashboard while paused).",
+    )  # fmt: skip
+
+
+class OperatorActionSerializer(serializers.ModelSerializer):
+    cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    node = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = OperatorAction
+        fields = ["id", "cluster", "node", "action", "term", "detail", "reason", "actor", "created_at"]

@@ -4,12 +4,18 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from controlplane.clusters.api.node_views import NodeHeartbeatView
-from controlplane.clusters.api.views import ClusterViewSet, NodeViewSet, RoleChangeViewSet
+from controlplane.clusters.api.views import (
+    ClusterViewSet,
+    NodeViewSet,
+    OperatorActionViewSet,
+    RoleChangeViewSet,
+)
 
 router = DefaultRouter()
 router.register("clusters", ClusterViewSet)
 router.register("nodes", NodeViewSet)
 router.register("role-changes", RoleChangeViewSet)
+router.register("operator-actions", OperatorActionViewSet)
 
 urlpatterns = [
     path("nodes/<str:name>/heartbeat/", NodeHeartbeatView.as_view(), name="node-heartbeat"),

@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 
 from controlplane.clusters import commands as cluster_commands
-from controlplane.clusters import services, streams, switchover
+from controlplane.clusters import maintenance, services, streams, switchover
 from controlplane.clusters.api.permissions import CanSubmitCommands
+from controlplane.clusters.api.responses import (
+    BookSerializer,
+    CommandErrorsSerializer,
+    CommandResultsSerializer,
+    DetailSerializer,
+    EventsSerializer,
+    ForceLeaderErrorsSerializer,
+    OrderStatusSerializer,
+)
 from controlplane.clusters.api.serializers import (
     AssignLeaderSerializer,
     ClusterSerializer,
     CommandBatchSerializer,
     ForceLeaderSerializer,
     NodeSerializer,
+    OperatorActionSerializer,
+    PauseSerializer,
     RegisteredNodeSerializer,
     RoleChangeSerializer,
     ServiceErrorSerializer,
     StrictFieldsMixin,
     SwitchoverSerializer,
 )
-from controlplane.clusters.models import Cluster, Node, RoleChange
+from controlplane.clusters.models import Cluster, Node, OperatorAction, RoleChange
 from nodes import peer
 
 
@@ -35,6 +46,15 @@ def ask_leader(cluster: Cluster, op: str, **args):
         return peer.ask(streams.connection(), cluster.name, cluster.leader.name, op, timeout=3, **args)
     except peer.PeerUnavailable as error:
         raise ServiceUnavailable(f"the leader did not answer: {error}") from None
+
+
+def by_cluster(what: str):
+    """The `?cluster=NAME` filter of a list, documented in the OpenAPI document."""
+    return extend_schema_view(
+        list=extend_schema(
+            parameters=[OpenApiParameter("cluster", str, description=f"Only the {what} of this cluster (its name).")]
+        )
+    )
 
 
 class ServiceUnavailable(APIException):
@@ -51,10 +71,18 @@ class EventsQuerySerializer(StrictFieldsMixin, serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=50)
 
 
+class SnapshotAcceptedSerializer(serializers.Serializer):
+    node = serializers.CharField()
+    task_id = serializers.CharField(help_text="The Celery task id of the node's snapshot.")
+
+
 class ClusterReadsMixin:
     """Reads answered by the leader: its order book, an order, its latest events."""
 
-    @extend_schema(parameters=[BookQuerySerializer], responses={200: dict, 404: dict, 503: dict})
+    @extend_schema(
+        parameters=[BookQuerySerializer],
+        responses={200: BookSerializer, 404: DetailSerializer, 503: DetailSerializer},
+    )
     @action(detail=True, methods=["get"])
     def book(self, request, name=None):
         """Aggregated depth of an instrument's book, best first: bids/asks as [price, qty, orders]."""
@@ -65,7 +93,7 @@ class ClusterReadsMixin:
             raise NotFound(f"no instrument {query.validated_data['symbol']!r} in this cluster")
         return Response(depth)
 
-    @extend_schema(responses={200: dict, 404: dict, 503: dict})
+    @extend_schema(responses={200: OrderStatusSerializer, 404: DetailSerializer, 503: DetailSerializer})
     @action(detail=True, methods=["get"], url_path=r"orders/(?P<order_id>[0-9]+)")
     def order(self, request, name=None, order_id=None):
         """An order's status: resting (with its remaining quantity) or closed."""
@@ -74,7 +102,7 @@ class ClusterReadsMixin:
             raise NotFound(f"no order {order_id} in this cluster")
         return Response(found)
 
-    @extend_schema(parameters=[EventsQuerySerializer], responses={200: dict, 503: dict})
+    @extend_schema(parameters=[EventsQuerySerializer], responses={200: EventsSerializer, 503: DetailSerializer})
     @action(detail=True, methods=["get"])
     def events(self, request, name=None):
         """The latest events of the cluster's log (from the leader's archive), oldest first."""
@@ -137,7 +165,7 @@ class ClusterViewSet(
 
     @extend_schema(
         request=ForceLeaderSerializer,
-        responses={200: RoleChangeSerializer, 400: dict, 409: ServiceErrorSerializer},
+        responses={200: RoleChangeSerializer, 400: ForceLeaderErrorsSerializer, 409: ServiceErrorSerializer},
     )
     @action(detail=True, methods=["post"], url_path="force-leader")
     def force_leader(self, request, name=None):
@@ -157,7 +185,41 @@ class ClusterViewSet(
         )
         return Response(RoleChangeSerializer(change).data, status=status.HTTP_200_OK)
 
-    @extend_schema(request=CommandBatchSerializer, responses={200: dict, 409: dict, 503: dict})
+    @extend_schema(request=PauseSerializer, responses={200: ClusterSerializer})
+    @action(detail=True, methods=["post"])
+    def pause(self, request, name=None):
+        """Maintenance mode (Patroni's pause): the supervisor keeps watching and marks silent
+        nodes offline, but never ends a term or elects by itself until resumed; planned
+        switchovers and forced elections still work. Audited; pausing a paused cluster
+        changes nothing."""
+        return self._set_paused(request, True)
+
+    @extend_schema(request=PauseSerializer, responses={200: ClusterSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, name=None):
+        """Leave maintenance mode: automatic failover is on again from the next supervisor
+        cycle (a leader that went silent meanwhile is failed over then). Audited."""
+        return self._set_paused(request, False)
+
+    def _set_paused(self, request, paused: bool) -> Response:
+        cluster = self.get_object()
+        body = PauseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        changed = maintenance.set_paused(
+            cluster, paused, actor=services.Actor.of_user(request.user), reason=body.validated_data["reason"]
+        )
+        return Response(self.get_serializer(changed).data)
+
+    @extend_schema(
+        request=CommandBatchSerializer,
+        responses={
+            200: CommandResultsSerializer,
+            400: CommandErrorsSerializer,
+            409: CommandResultsSerializer,
+            503: DetailSerializer,
+            504: DetailSerializer,
+        },
+    )
     @action(detail=True, methods=["post"], permission_classes=[CanSubmitCommands])
     def commands(self, request, name=None):
         """Submit one command (a JSON object) or a batch ({"commands": [...]}); wait for commit.
@@ -189,6 +251,7 @@ class ClusterViewSet(
         return Response({"results": submission.as_json()}, status=code)
 
 
+@by_cluster("nodes")
 class NodeViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -211,7 +274,9 @@ class NodeViewSet(
         """Register a node; the answer carries its secret, shown only this once."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        node, secret = services.register_node(**serializer.validated_data)
+        node, secret = maintenance.register_node(
+            **serializer.validated_data, actor=services.Actor.of_user(request.user)
+        )
         data = RegisteredNodeSerializer(node).data
         data["secret"] = secret
         return Response(data, status=status.HTTP_201_CREATED)
@@ -222,13 +287,36 @@ class NodeViewSet(
         """Take a follower out of its cluster: its heartbeats are refused from now on (it
         stops) and its acks no longer count. 409 with the reason for the leader, or when
         fewer followers than the write quorum would remain."""
-        node = services.remove_node(self.get_object().name, actor=services.Actor.of_user(request.user))
+        node = maintenance.remove_node(self.get_object().name, actor=services.Actor.of_user(request.user))
         return Response(NodeSerializer(node).data, status=status.HTTP_200_OK)
 
+    @extend_schema(request=None, responses={202: SnapshotAcceptedSerializer, 409: ServiceErrorSerializer})
+    @action(detail=True, methods=["post"])
+    def snapshot(self, request, name=None):
+        """Ask the node to snapshot its state between two batches (a control task on its
+        queue). 202 with the task id; `manage.py cluster snapshot NODE` waits for it."""
+        task = maintenance.request_snapshot(self.get_object().name, actor=services.Actor.of_user(request.user))
+        return Response({"node": name, "task_id": task.id}, status=status.HTTP_202_ACCEPTED)
 
+
+@by_cluster("role changes")
 class RoleChangeViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = RoleChange.objects.select_related("cluster", "old_leader", "new_leader")
     serializer_class = RoleChangeSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        cluster = self.request.query_params.get("cluster")
+        return queryset.filter(cluster__name=cluster) if cluster else queryset
+
+
+@by_cluster("operator actions")
+class OperatorActionViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit of operator actions that are not term changes (pause, resume, write quorum,
+    replicas, node registration and removal, snapshots); `?cluster=NAME` filters."""
+
+    queryset = OperatorAction.objects.select_related("cluster", "node")
+    serializer_class = OperatorActionSerializer
 
     def get_queryset(self):
         queryset = super().get_queryset()

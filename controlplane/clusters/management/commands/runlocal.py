@@ -34,6 +34,14 @@ def read_procfile(path: Path) -> list[tuple[str, str]]:
     return processes
 
 
+def program(command: str) -> str:
+    """The program a Procfile line runs, past a leading `env VAR=value ...`."""
+    words = shlex.split(command)
+    if words and words[0] == "env":
+        words = [word for word in words[1:] if "=" not in word] or words
+    return words[0]
+
+
 REFUSED = 78  # a node the control plane refuses (nodes.runtime.EXIT_REFUSED): restarting won't help
 
 
@@ -98,7 +106,7 @@ class Command(BaseCommand):
                 start_new_session=True,  # its own process group: signals reach its children
             )
             children[name] = child
-            say("system", "0", f"{name} started as pid {child.pid}: {shlex.split(command)[0]} ...\n")
+            say("system", "0", f"{name} started as pid {child.pid}: {program(command)} ...\n")
             threading.Thread(target=pump, args=(name, command, colour, child), daemon=True).start()
 
         for (name, command), colour in zip(processes, itertools.cycle(COLOURS), strict=False):

@@ -1,0 +1,414 @@
+"""The faults: a schedule drawn from the seed, and the injectors that carry each one out.
+
+Faults happen one at a time, between milestones of the load (so many commands sent),
+in an order and with parameters drawn from `--seed`; which node is the leader at that
+moment decides the actual target. Each injector returns a `FaultRecord` for the
+history: what was done to whom, from when to when. The drill waits after each fault
+until a command sent after it has committed (its recovery) and every node is back.
+
+Kinds (the option that asks for them):
+  kill          --kills           SIGKILL the leader or a follower; the runner restarts it
+  pause         --pauses          SIGSTOP the leader or a follower past its lease, then SIGCONT
+  redis-restart --redis-restarts  SIGKILL the private Redis and start it again, empty
+  pg-restart    --pg-restarts     fast shutdown + start of the private PostgreSQL, or
+                                  pg_terminate_backend of every client connection
+  poison        --poison          malformed entries on the command, ack, live and peer-request streams
+  clock-step    --clock-steps     restart a follower under faketime with a clock offset
+  cut           --cuts            cut or delay the path between one node and Redis or the control plane
+  switchover    --switchovers     one or two concurrent switchovers through the API
+  quorum-change --quorum-changes  write quorum up to 2 and back through the API
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+import redis as redis_lib
+
+from archive import dead_letter_counts, keys
+from controlplane.drill.api import ApiUnavailable
+from controlplane.drill.cluster import DrillCluster
+from controlplane.drill.history import History
+from nodes import peer, wire
+
+FAULT_KINDS = (
+    "kill", "pause", "redis-restart", "pg-restart", "poison",
+    "clock-step", "cut", "switchover", "quorum-change",
+)  # fmt: skip
+POISON_STREAMS = ("commands", "acks", "events", "requests")
+
+
+@dataclass(frozen=True)
+class PlannedFault:
+    index: int
+    kind: str
+    milestone: int  # commands taken by the load before this fault
+    params: dict
+
+
+@dataclass
+class FaultRecord:
+    kind: str
+    variant: str  # groups recovery times: "kill leader", "pg-restart terminate", ...
+    target: str
+    detail: str
+    started: float  # time.time()
+    ended: float = 0.0
+    # Its recovery is the first committed answer received after this (and sent after
+    # `started`): for a server restart, once the server is back, so that a commit that
+    # slipped through while it was shutting down does not count. Default: `started`.
+    service_back: float = 0.0
+    skipped: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def plan_faults(counts: dict[str, int], commands: int, seed: int, settings) -> list[PlannedFault]:
+    """The faults in the order and with the parameters the seed gives, spread over the load."""
+    rng = random.Random(f"{seed}:faults")
+    kinds = [kind for kind in FAULT_KINDS for _ in range(counts.get(kind, 0))]
+    rng.shuffle(kinds)
+    # Milestones over the first 85%: the rest is a reserve the load draws on while the
+    # last faults recover (the load flows freely during each fault).
+    spacing = 0.85 * commands / (len(kinds) + 1) if kinds else commands
+    planned = []
+    for index, kind in enumerate(kinds):
+        milestone = int(spacing * (index + 1) + rng.uniform(-0.3, 0.3) * spacing)
+        planned.append(PlannedFault(index, kind, max(1, min(commands - 1, milestone)), _params(kind, rng, settings)))
+    return planned
+
+
+def _params(kind: str, rng: random.Random, settings) -> dict:
+    if kind in ("kill", "pause"):
+        params = {"role": rng.choice(("leader", "follower"))}
+        if kind == "kill":
+            # Sometimes back before the failover timeout (a crash-restart: the leader may
+            # keep its term), mostly after it (a failover, then a rejoin).
+            params["restart_after"] = round(rng.uniform(0.5, 2.5 * settings.failover_timeout), 2)
+        if kind == "pause":
+            # Past the lease always; past the failover timeout (a failover) most times.
+            params["seconds"] = rng.choice((settings.lease * 1.6, settings.failover_timeout + 1.0, settings.failover_timeout + 1.0))
+        return params
+    if kind == "pg-restart":
+        return {"mode": rng.choice(("restart", "terminate"))}
+    if kind == "poison":
+        return {"stream": rng.choice(POISON_STREAMS), "variant": rng.randrange(1000)}
+    if kind == "clock-step":
+        return {"offset": f"{rng.choice('+-')}{rng.randint(10, 600)}s"}
+    if kind == "cut":
+        mode = rng.choice(("hold", "reset", "delay"))
+        return {"path": rng.choice(("redis", "controlplane")), "mode": mode,
+                "seconds": round(rng.uniform(1.0, 4.0), 2), "delay": round(rng.uniform(0.05, 0.4), 3)}  # fmt: skip
+    if kind == "switchover":
+        return {"concurrent": rng.random() < 0.6}
+    if kind == "quorum-change":
+        return {"seconds": round(rng.uniform(1.0, 4.0), 2)}
+    return {}
+
+
+def faketime_available(install: bool = True) -> str | None:
+    """None if `faketime` can be used, else why not. Installs Debian's package when root."""
+    if shutil.which("faketime"):
+        return None
+    if not install or not shutil.which("apt-get"):
+        return "faketime is not installed (apt-get install faketime)"
+    import os
+
+    if os.geteuid() != 0:
+        return "faketime is not installed and the drill is not root to install it (apt-get install faketime)"
+    result = subprocess.run(
+        ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=180", "faketime"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if shutil.which("faketime"):
+        return None
+    return f"faketime could not be installed: {(result.stderr or result.stdout).strip()[-300:]}"
+
+
+class Injector:
+    """Carries out planned faults on the running cluster; one fault at a time."""
+
+    def __init__(self, cluster: DrillCluster, history: History, seed: int, faketime_problem: str | None) -> None:
+        self.cluster = cluster
+        self.history = history
+        self.rng = random.Random(f"{seed}:targets")
+        self.faketime_problem = faketime_problem
+        self.redis = cluster.redis.client()
+        self.original_write_quorum = cluster.settings.write_quorum
+
+    def inject(self, fault: PlannedFault) -> FaultRecord:
+        method = getattr(self, "_" + fault.kind.replace("-", "_"))
+        record: FaultRecord = method(fault.params)
+        record.ended = record.ended or time.time()
+        record.service_back = record.service_back or record.started
+        self.history.record(
+            "fault", index=fault.index, kind=record.kind, variant=record.variant, target=record.target,
+            detail=record.detail, skipped=record.skipped, at=record.started, end=record.ended,
+            service_back=record.service_back, **record.extra,
+        )  # fmt: skip
+        return record
+
+    # -- targets ---------------------------------------------------------------------------
+
+    def _target(self, role: str) -> str | None:
+        state = self.cluster.state_or_none()
+        if state is None or state.leader is None:
+            return None
+        if role == "leader":
+            return state.leader
+        return self.rng.choice(sorted(name for name in self.cluster.nodes.children if name != state.leader))
+
+    def _skipped(self, kind: str, variant: str, why: str) -> FaultRecord:
+        return FaultRecord(kind, variant, "-", f"skipped: {why}", time.time(), skipped=True)
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _kill(self, params: dict) -> FaultRecord:
+        name = self._target(params["role"])
+        if name is None:
+            return self._skipped("kill", f"kill {params['role']}", "no leader known")
+        child = self.cluster.nodes.children[name]
+        self.cluster.runner.expect_exit(name, restart_after=params["restart_after"])
+        started = time.time()
+        pid = child.pid
+        child.kill()
+        return FaultRecord("kill", f"kill {params['role']}", name,
+                           f"SIGKILL {name} (pid {pid}); the runner restarts it after {params['restart_after']:.1f} s",
+                           started)  # fmt: skip
+
+    def _pause(self, params: dict) -> FaultRecord:
+        name = self._target(params["role"])
+        if name is None:
+            return self._skipped("pause", f"pause {params['role']}", "no leader known")
+        child = self.cluster.nodes.children[name]
+        started = time.time()
+        child.signal_group(signal.SIGSTOP)
+        time.sleep(params["seconds"])
+        child.signal_group(signal.SIGCONT)
+        return FaultRecord("pause", f"pause {params['role']}", name,
+                           f"SIGSTOP {name} (pid {child.pid}) for {params['seconds']:.1f} s, then SIGCONT", started)  # fmt: skip
+
+    def _clock_step(self, params: dict) -> FaultRecord:
+        if self.faketime_problem:
+            return self._skipped("clock-step", "clock-step", self.faketime_problem)
+        name = self._target("follower")
+        if name is None:
+            return self._skipped("clock-step", "clock-step", "no leader known")
+        started = time.time()
+        with self.cluster.runner.hold(name):
+            self.cluster.nodes.children[name].stop(timeout=30)
+            self.cluster.clock_offsets[name] = params["offset"]
+            self.cluster.start_node(name)
+        return FaultRecord("clock-step", "clock-step", name,
+                           f"restarted {name} under faketime -f {params['offset']!r} (its clock stays off)", started)  # fmt: skip
+
+    # -- servers ---------------------------------------------------------------------------
+
+    def _redis_restart(self, params: dict) -> FaultRecord:
+        self.record_dead_letters("before a Redis restart")
+        started = time.time()
+        down = self.cluster.redis.restart()
+        return FaultRecord("redis-restart", "redis-restart", "redis",
+                           f"SIGKILL Redis (port {self.cluster.redis.port}) and started it again empty; down {down:.2f} s",
+                           started, service_back=time.time())  # fmt: skip
+
+    def _pg_restart(self, params: dict) -> FaultRecord:
+        started = time.time()
+        if params["mode"] == "restart":
+            down = self.cluster.postgres.restart()
+            detail = f"fast shutdown and start of PostgreSQL (port {self.cluster.postgres.port}); down {down:.2f} s"
+        else:
+            cut = self.cluster.postgres.terminate_backends()
+            detail = f"pg_terminate_backend on {cut} client connections"
+        return FaultRecord("pg-restart", f"pg-restart {params['mode']}", "postgres", detail, started, service_back=time.time())
+
+    # -- the network -----------------------------------------------------------------------
+
+    def _cut(self, params: dict) -> FaultRecord:
+        node = self.cluster.proxied_node
+        proxy = self.cluster.proxies.get(params["path"])
+        variant = f"cut {params['path']} {params['mode']}"
+        if node is None or proxy is None:
+            return self._skipped("cut", variant, "no node runs through the fault proxy")
+        started = time.time()
+        if params["mode"] == "delay":
+            proxy.delay(params["delay"])
+            what = f"{params['delay'] * 1000:.0f} ms delay"
+        else:
+            proxy.cut(params["mode"])
+            what = "partition (held)" if params["mode"] == "hold" else "connections reset and refused"
+        time.sleep(params["seconds"])
+        proxy.heal()
+        role = self._role_of(node)
+        return FaultRecord("cut", variant, node,
+                           f"{what} between {node} ({role}) and {params['path']} for {params['seconds']:.1f} s", started)  # fmt: skip
+
+    def _role_of(self, node: str) -> str:
+        state = self.cluster.state_or_none()
+        return "leader" if state and state.leader == node else "follower"
+
+    # -- operators ---------------------------------------------------------------------------
+
+    def _switchover(self, params: dict) -> FaultRecord:
+        state = self.cluster.state_or_none()
+        if state is None or state.leader is None:
+            return self._skipped("switchover", "switchover", "no leader known")
+        followers = sorted(name for name in self.cluster.nodes.children if name != state.leader)
+        targets = followers if params["concurrent"] else [self.rng.choice(followers)]
+        outcomes: dict[str, str] = {}
+        started = time.time()
+
+        def ask(target: str) -> None:
+            try:
+                status, body = self.cluster.api.switchover(self.cluster.settings.name, target, state.leader, state.term, timeout=10)
+                outcomes[target] = f"{status} " + (f"term {body.get('term')}" if status == 200 else str(body.get("detail", body))[:160])
+            except ApiUnavailable as error:
+                outcomes[target] = f"unavailable: {error}"[:200]
+
+        threads = [threading.Thread(target=ask, args=(target,)) for target in targets]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        detail = "; ".join(f"to {target}: {outcomes.get(target, 'no answer')}" for target in targets)
+        variant = "switchover concurrent" if params["concurrent"] else "switchover"
+        return FaultRecord("switchover", variant, state.leader, f"from {state.leader} (term {state.term}): {detail}", started)
+
+    def _quorum_change(self, params: dict) -> FaultRecord:
+        name = self.cluster.settings.name
+        started = time.time()
+        try:
+            status, body = self.cluster.api.set_write_quorum(name, 2)
+        except ApiUnavailable as error:
+            return FaultRecord("quorum-change", "quorum-change", name, f"W=2 not set: {error}", started)
+        raised = f"W=2: {status}" + ("" if status == 200 else f" {str(body)[:160]}")
+        time.sleep(params["seconds"])
+        deadline = time.monotonic() + 60
+        while True:  # lowering always works; only an unreachable control plane delays it
+            try:
+                back, body = self.cluster.api.set_write_quorum(name, self.original_write_quorum)
+                if back == 200 or time.monotonic() > deadline:
+                    break
+            except ApiUnavailable:
+                if time.monotonic() > deadline:
+                    back = 0
+                    break
+            time.sleep(0.5)
+        return FaultRecord("quorum-change", "quorum-change", name,
+                           f"{raised}; held {params['seconds']:.1f} s; back to W={self.original_write_quorum}: {back}", started)  # fmt: skip
+
+    # -- poison ------------------------------------------------------------------------------
+
+    def _poison(self, params: dict) -> FaultRecord:
+        stream = params["stream"]
+        started = time.time()
+        try:
+            key, entry_id, fields, expect = getattr(self, f"_poison_{stream}")(params["variant"])
+        except (redis_lib.RedisError, LookupError) as error:
+            return self._skipped("poison", f"poison {stream}", f"could not add the entry: {error}")
+        outcome, handled = self._await_outcome(stream, entry_id, expect, fields.get("r"))
+        self.history.record("poison", stream=stream, key=key, entry=entry_id, expect=expect, handled=handled,
+                            outcome=outcome, fields=sorted(fields), at=started)  # fmt: skip
+        return FaultRecord("poison", f"poison {stream}", key, f"XADD {key} {entry_id} ({', '.join(sorted(fields))}): "
+                           f"{outcome}", started)  # fmt: skip
+
+    def _await_outcome(self, stream: str, entry_id: str, expect: str, reply, timeout: float = 30.0) -> tuple[str, bool]:
+        """Wait until the nodes set the entry aside (or answered its sender with an error)."""
+        began = time.monotonic()
+        cluster = self.cluster.settings.name
+        while time.monotonic() - began < timeout:
+            try:
+                if expect == "error_reply":
+                    answer = self.redis.lindex(reply, 0)
+                    if answer is not None:
+                        _, results = wire.decode(answer)
+                        return f"its sender got an error result after {time.monotonic() - began:.2f} s: {results[0][3][:120]}", True
+                else:
+                    for _id, letter in self.redis.xrevrange(keys(cluster).deadletter, count=500):
+                        if letter.get(b"id", b"").decode() == entry_id and letter.get(b"stream", b"").decode() == stream:
+                            return (f"set aside after {time.monotonic() - began:.2f} s by {letter.get(b'node', b'?').decode()}: "
+                                    f"{letter.get(b'reason', b'').decode()[:120]}"), True  # fmt: skip
+            except redis_lib.RedisError as error:
+                return f"could not tell: Redis error {error}", True
+            time.sleep(0.05)
+        expected = "an error result for its sender" if expect == "error_reply" else "a dead letter"
+        return f"no {expected} within {timeout:.0f} s", False
+
+    def _poison_commands(self, variant: int) -> tuple[str, str, dict, str]:
+        cluster = self.cluster.settings.name
+        key = wire.commands_key(cluster)
+        reply = wire.reply_key(cluster, f"drill-poison-{variant}")
+        encode = msgspec.msgpack.encode
+        choices = [
+            ({"r": "x", "c": encode(5)}, "deadletter"),  # the issue's example
+            ({"c": b"\xc1\xc1"}, "deadletter"),  # no reply list, not msgpack
+            ({"r": reply, "c": b"\x92\x01"}, "deadletter"),  # truncated msgpack
+            ({"r": reply, "c": encode(["not bytes", 3])}, "deadletter"),  # wrong types
+            ({"r": reply, "c": b"\x00" * (wire.MAX_ENTRY_BYTES + 1)}, "deadletter"),  # huge
+            ({"r": reply, "c": encode([b"\x01\x02 not a command"])}, "error_reply"),  # a bad command in a valid batch
+        ]
+        fields, expect = choices[variant % len(choices)]
+        entry_id = self.redis.xadd(key, fields).decode()
+        return key, entry_id, fields, expect
+
+    def _poison_acks(self, variant: int) -> tuple[str, str, dict, str]:
+        key = wire.acks_key(self.cluster.settings.name)
+        choices = [{"n": "ghost"}, {"n": "x", "p": "NaN", "t": "1"}, {"garbage": b"\xff\xfe"}]
+        fields = choices[variant % len(choices)]
+        return key, self.redis.xadd(key, fields).decode(), fields, "deadletter"
+
+    def _poison_requests(self, variant: int) -> tuple[str, str, dict, str]:
+        names = sorted(self.cluster.nodes.children)
+        node = names[variant % len(names)]
+        key = peer.requests_key(self.cluster.settings.name, node)
+        choices = [{"op": "terms"}, {"op": b"\xff", "answer": "x", "args": b"\xc1"}, {"op": "replay", "answer": "elsewhere", "args": msgspec.msgpack.encode({})}]
+        fields = choices[variant % len(choices)]
+        return key, self.redis.xadd(key, fields, maxlen=100, approximate=True).decode(), fields, "deadletter"
+
+    def _poison_events(self, variant: int) -> tuple[str, str, dict, str]:
+        """On the live stream of the current term, with an id just above its newest entry:
+        stream ids there are log positions, and a time-based id (`*`) would sit above every
+        position the leader will ever publish."""
+        state = self.cluster.state_or_none()
+        if state is None or state.leader is None:
+            raise LookupError("no leader known")
+        key = wire.events_key(self.cluster.settings.name, state.term)
+        choices = [
+            {"term": "x", "first": "y", "events": b"\xc1"},
+            {"first": "1"},
+            {"term": str(state.term), "first": "5", "events": msgspec.msgpack.encode([[1, 2]])},
+        ]
+        fields = choices[variant % len(choices)]
+        for _ in range(20):  # the leader may publish between our read and our add
+            newest = self.redis.xrevrange(key, count=1)
+            ms, _, seq = (newest[0][0].decode() if newest else "0-0").partition("-")
+            try:
+                return key, self.redis.xadd(key, fields, id=f"{ms}-{int(seq) + 1}").decode(), fields, "deadletter"
+            except redis_lib.ResponseError:
+                time.sleep(0.01)
+        raise LookupError(f"the live stream {key} moved on every try")
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def record_dead_letters(self, why: str) -> dict:
+        """What the dead-letter stream holds now (a Redis restart empties it)."""
+        cluster = self.cluster.settings.name
+        try:
+            counts = dead_letter_counts(self.redis, cluster)
+            entries: dict[str, dict] = {}  # "stream:entry id" -> times set aside, by whom, when
+            for letter_id, fields in self.redis.xrange(keys(cluster).deadletter):
+                key = f"{fields.get(b'stream', b'?').decode()}:{fields.get(b'id', b'?').decode()}"
+                seen = entries.setdefault(key, {"count": 0, "nodes": {}, "first_ms": int(letter_id.split(b"-")[0])})
+                node = fields.get(b"node", b"?").decode()
+                seen["count"] += 1
+                seen["nodes"][node] = seen["nodes"].get(node, 0) + 1
+                seen["last_ms"] = int(letter_id.split(b"-")[0])
+        except redis_lib.RedisError as error:
+            return self.history.record("deadletters", why=why, error=str(error))
+        return self.history.record("deadletters", why=why, counts=counts, entries=entries)
