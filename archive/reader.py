@@ -24,10 +24,16 @@ class RedisEventReader:
         # Entries that could not be decoded, skipped: (entry id, reason, raw fields). The
         # caller sets them aside (archive.deadletter) and empties the list.
         self.rejected: list[tuple[bytes, str, object]] = []
+        self._past_poison: bytes | None = None  # the last poison entry read: read after it
 
     def read(self, after_position: int, block_ms: int, count: int) -> list[LogEntry]:
+        start = entry_id(after_position)
+        if self._past_poison is not None and _id(self._past_poison) > (after_position, 0):
+            # Poison after our position was set aside already: read past it, or the
+            # read would return it at once, every time, instead of waiting.
+            start = self._past_poison
         reply = self._redis.xread(
-            {self.stream_key: entry_id(after_position)},
+            {self.stream_key: start},
             count=count,
             block=block_ms if block_ms > 0 else None,
         )
@@ -42,6 +48,7 @@ class RedisEventReader:
                 # Poison (DESIGN §4): not a batch a leader published. Skip it; a real gap
                 # it may hide shows as a hole in positions, which the reads below catch.
                 self.rejected.append((stream_id, f"{type(error).__name__}: {error}", fields))
+                self._past_poison = stream_id
                 continue
             if first > expected:
                 if not events:
@@ -76,3 +83,9 @@ def _checked_batch(stream_id: bytes, fields: dict) -> tuple[int, list[LogEntry]]
         if entry.position != expected:
             raise ValueError(f"position {entry.position} where {expected} was expected")
     return first, batch
+
+
+def _id(stream_id: bytes | str) -> tuple[int, int]:
+    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)

@@ -86,7 +86,7 @@ class Node:
         exit_code = EXIT_CRASHED
         try:
             self._run()
-            exit_code = 0
+            exit_code = EXIT_REFUSED if self.refused else 0  # the heartbeat thread was refused
         except NodeRefused as refused:
             self.refused = str(refused)
             exit_code = EXIT_REFUSED

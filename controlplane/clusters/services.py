@@ -228,8 +228,10 @@ def _report(node: Node, cluster: Cluster, now) -> election.Report:
 
 
 def _reports_live(node: Node, cluster: Cluster, now) -> bool:
+    """May lead: reporting now, and its loop making progress (a stuck node still votes)."""
     return (
-        node.status == NodeStatus.LIVE
+        node.stalled_for <= cluster.failover_timeout
+        and node.status == NodeStatus.LIVE
         and node.last_heartbeat is not None
         and (now - node.last_heartbeat).total_seconds() <= cluster.failover_timeout
     )

@@ -30,7 +30,15 @@ from pathlib import Path
 
 from archive import PostgresEventLog
 from controlplane.drill.history import payload_digest, read_history
-from nodes.engine import CommandDuplicate, Engine, OrderRejected, Reason, decode_events
+from nodes.engine import (
+    CodecError,
+    CommandDuplicate,
+    Engine,
+    EngineError,
+    OrderRejected,
+    Reason,
+    decode_events,
+)
 
 COMMITTED_RESULTS_SURVIVE = "committed_results_survive"
 COMMANDS_EXECUTE_ONCE = "commands_execute_once"
@@ -337,23 +345,31 @@ def _check_digests(logs: dict[str, list], result: CheckResult) -> None:
         log = logs.get(summary.node)
         if log is None:
             continue
-        engine = Engine()
-        for start in range(0, len(log), 5000):
-            chunk = log[start : start + 5000]
-            if start < common <= start + len(chunk):
-                cut = common - start
-                engine.apply_batch(decode_events([e.payload for e in chunk[:cut]]))
-                summary.common_digest = engine.digest()
-                engine.apply_batch(decode_events([e.payload for e in chunk[cut:]]))
-            else:
-                engine.apply_batch(decode_events([e.payload for e in chunk]))
-        if common == 0:
-            summary.common_digest = Engine().digest()
-        summary.digest = engine.digest()
+        try:
+            summary.common_digest, summary.digest = _replay(log, common)
+        except (EngineError, CodecError) as error:
+            summary.error = f"replay failed: {error}"
+            result.fail(EQUAL_STATE_DIGESTS, f"{summary.node}'s archive does not replay into a state: {error}")
     digests = {summary.node: summary.common_digest for summary in result.archives if summary.common_digest}
     if len(set(digests.values())) > 1:
         result.fail(EQUAL_STATE_DIGESTS, f"different states at position {common}: "
                     + ", ".join(f"{node} {digest[:12]}" for node, digest in digests.items()))  # fmt: skip
+
+
+def _replay(log: list, common: int) -> tuple[str, str]:
+    """The digests of a fresh engine fed the log: at position `common`, and at the end."""
+    engine = Engine()
+    common_digest = engine.digest() if common == 0 else ""
+    for start in range(0, len(log), 5000):
+        chunk = log[start : start + 5000]
+        if start < common <= start + len(chunk):
+            cut = common - start
+            engine.apply_batch(decode_events([e.payload for e in chunk[:cut]]))
+            common_digest = engine.digest()
+            engine.apply_batch(decode_events([e.payload for e in chunk[cut:]]))
+        else:
+            engine.apply_batch(decode_events([e.payload for e in chunk]))
+    return common_digest, engine.digest()
 
 
 def _check_terms(parsed: _Parsed, logs: dict[str, list], result: CheckResult) -> None:

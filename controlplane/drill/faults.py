@@ -21,6 +21,7 @@ Kinds (the option that asks for them):
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import signal
@@ -118,8 +119,6 @@ def faketime_available(install: bool = True) -> str | None:
         return None
     if not install or not shutil.which("apt-get"):
         return "faketime is not installed (apt-get install faketime)"
-    import os
-
     if os.geteuid() != 0:
         return "faketime is not installed and the drill is not root to install it (apt-get install faketime)"
     result = subprocess.run(
@@ -156,8 +155,13 @@ class Injector:
 
     # -- targets ---------------------------------------------------------------------------
 
-    def _target(self, role: str) -> str | None:
+    def _target(self, role: str, patience: float = 10.0) -> str | None:
+        """The current leader, or a follower drawn from the seed; None if no leader is known."""
+        deadline = time.monotonic() + patience
         state = self.cluster.state_or_none()
+        while (state is None or state.leader is None) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the control plane may be busy a moment
+            state = self.cluster.state_or_none()
         if state is None or state.leader is None:
             return None
         if role == "leader":

@@ -178,14 +178,14 @@ class Drill:
     def _drive(self) -> None:
         """The faults, one at a time, each at its milestone of the load, each waited out."""
         gate = self.load.gate
-        cycles: list[float] = []
+        busy: list[float] = []  # seconds each fault took, from the wait for every node to its recovery
         for number, fault in enumerate(self.plan):
-            began = time.monotonic()
-            self._pace(number, cycles)
+            self._pace(number, busy)
             self.phase = f"load up to fault {number + 1} ({fault.kind})"
             if not gate.wait_taken(fault.milestone, self.load.stop_sending, self.options.recovery_timeout):
                 self._violation(RECOVERS, f"the load did not get to its {fault.milestone}th command before fault {number + 1}")
                 return
+            began = time.monotonic()
             self.phase = f"waiting for every node before fault {number + 1}"
             if not self._wait_settled(self.options.settle_timeout, f"every node to be back before fault {number + 1}"):
                 return
@@ -205,17 +205,17 @@ class Drill:
             following = self.plan[number + 1].milestone if number + 1 < len(self.plan) else self.options.commands
             gate.raise_limit(following)
             gate.flowing(False)
-            cycles.append(time.monotonic() - began)
+            busy.append(time.monotonic() - began)
         self.load.rate = self.options.rate
 
-    def _pace(self, number: int, cycles: list[float]) -> None:
+    def _pace(self, number: int, busy: list[float]) -> None:
         """Offer the commands between two faults over about the time a fault takes (the
         mean of the last few), so that the load lasts as long as the faults do."""
         previous = self.plan[number - 1].milestone if number else 0
         window = max(1, self.plan[number].milestone - previous)
-        recent = cycles[-5:]
-        cycle = sum(recent) / len(recent) if recent else 4.0
-        self.load.rate = min(self.options.rate, max(10.0, window / max(cycle, 0.5)))
+        recent = busy[-5:]
+        seconds = sum(recent) / len(recent) if recent else 3.0
+        self.load.rate = min(self.options.rate, max(10.0, window / max(seconds, 1.0)))
 
     def _wait_recovered(self, since: float) -> bool:
         deadline = time.monotonic() + self.options.recovery_timeout
@@ -320,8 +320,19 @@ class Drill:
             self.history.close()
 
     def clean_up(self, keep: bool) -> None:
-        """Delete the work dir unless asked to keep it (or there is something to look at)."""
+        """Delete the work dir and the servers' data unless asked to keep them."""
         if keep:
             return
+        if self.postgres is not None:
+            self.postgres.remove()
         if self.options.history is None or self.workdir not in self.history_path.parents:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kept(self) -> str:
+        """Where to look after a failed (or kept) run, and how to check its history again."""
+        lines = [f"logs: {self.workdir / 'logs'} (nodes, control plane, supervisor, PostgreSQL, Redis)",
+                 f"history: {self.history_path}"]  # fmt: skip
+        if self.postgres is not None:
+            lines.append(f"archives: start their PostgreSQL with `{self.postgres.start_command()}`, then "
+                         f"`manage.py drill --check {self.history_path}`")  # fmt: skip
+        return "\n".join(lines)

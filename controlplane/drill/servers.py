@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,11 +72,13 @@ class PrivatePostgres:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.bin_dir = postgres_bin_dir()
-        self.data_dir = workdir / "postgres" / "data"
-        self.socket_dir = workdir / "postgres" / "socket"
         self.port = free_port()
-        # PostgreSQL refuses to run as root: as root, run it as the postgres user.
+        # PostgreSQL refuses to run as root: as root, run it as the postgres user, with its
+        # data in a directory of its own (the work dir's parents may be closed to it).
         self.user = "postgres" if os.geteuid() == 0 else None
+        self.base = Path(tempfile.mkdtemp(prefix="tec-drill-pg-")) if self.user else workdir / "postgres"
+        self.data_dir = self.base / "data"
+        self.socket_dir = self.base / "socket"
         self.child = Child(
             "postgres",
             [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
@@ -95,7 +98,8 @@ class PrivatePostgres:
             if self.user:
                 shutil.chown(directory, self.user, self.user)
         if self.user:
-            shutil.chown(self.data_dir.parent, self.user, self.user)
+            os.chmod(self.base, 0o755)
+            shutil.chown(self.base, self.user, self.user)
         extra = {"user": self.user, "group": self.user, "extra_groups": []} if self.user else {}
         result = subprocess.run(
             [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
@@ -146,6 +150,16 @@ class PrivatePostgres:
 
     def stop(self) -> None:
         self.child.stop(timeout=30, signum=signal.SIGINT)
+
+    def remove(self) -> None:
+        """Delete the server's data (stopped first)."""
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def start_command(self) -> str:
+        """How an operator starts this server again on its data (to re-run a check)."""
+        prefix = f"runuser -u {self.user} -- " if self.user else ""
+        return f"{prefix}{self.bin_dir / 'postgres'} -D {self.data_dir} -p {self.port} -k {self.socket_dir}"
 
 
 class PrivateRedis:

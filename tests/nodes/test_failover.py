@@ -44,7 +44,6 @@ def test_sigkill_of_the_leader_under_load_elects_a_follower_and_loses_nothing(ma
     load.stop()
     first_commit_after = first_commit_of_term(load, cluster.locations[leader], 2) - killed_at
 
-    assert elected_after <= 2.0 + 0.2 + 1.5  # failover timeout + supervisor period + slack
     change = RoleChange.objects.get(cluster__name=cluster.name, term=2)
     assert change.actor == "supervisor"
     assert f"leader {old} silent for" in change.reason

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import redis
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
@@ -103,5 +106,7 @@ class NodeHeartbeatView(APIView):
             return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
         except services.NotEligible as error:  # removed: the node must stop, not retry
             raise PermissionDenied(str(error)) from None
-        services.restore_fence(node.cluster)
+        # Redis down: the report is stored; the fence is restored once Redis is back.
+        with contextlib.suppress(redis.RedisError):
+            services.restore_fence(node.cluster)
         return Response(node_config(node), status=status.HTTP_200_OK)

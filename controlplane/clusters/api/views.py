@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import db
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -239,6 +240,9 @@ class ClusterViewSet(
         commands, errors = cluster_commands.parse_commands(body.validated_data["commands"])
         if errors:
             return Response({"commands": errors}, status=status.HTTP_400_BAD_REQUEST)
+        # The wait for the commit is on Redis: give the database connection back to the
+        # pool first, or a burst of waiting submitters starves the heartbeats.
+        db.connection.close()
         try:
             submission = cluster_commands.submit(
                 cluster.name, commands, body.validated_data["timeout"]

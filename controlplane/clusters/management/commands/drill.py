@@ -120,11 +120,10 @@ class Command(BaseCommand):
         try:
             result = drill.run()
         except KeyboardInterrupt:
-            self.say(f"\ninterrupted: every process the drill started is stopped; logs kept in {drill.workdir / 'logs'}")
+            self.say(f"\ninterrupted: every process the drill started is stopped\n{drill.kept()}")
             sys.exit(130)
         except Exception as error:
-            self.say(f"the drill could not run: {type(error).__name__}: {error}")
-            self.say(f"logs kept in {drill.workdir / 'logs'}; history {drill.history_path}")
+            self.say(f"the drill could not run: {type(error).__name__}: {error}\n{drill.kept()}")
             raise CommandError(f"drill failed: {error}", returncode=2) from error
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -138,12 +137,11 @@ class Command(BaseCommand):
             write_json(result, options.report, extra)
             self.say(f"report written to {options.report}")
         if not result.ok:
-            self.say(f"logs kept in {drill.workdir / 'logs'} (nodes: {', '.join(drill.cluster.settings.node_names)}); "
-                     f"history {drill.history_path}")  # fmt: skip
+            self.say(drill.kept())
             sys.exit(1)
         drill.clean_up(options.keep)
         if options.keep:
-            self.say(f"work dir kept: {drill.workdir}")
+            self.say(drill.kept())
 
     def _check_only(self, options: dict) -> None:
         archives = {}
