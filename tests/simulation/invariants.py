@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tests.simulation.node import FollowerRole
+
 if TYPE_CHECKING:
     from tests.simulation.node import Node
     from tests.simulation.redis_model import Entry
@@ -222,6 +224,10 @@ class Checker:
                         self.fail(COMMANDS_EXECUTE_ONCE, f"{node.name}: c{entry[1]}#{entry[2]} twice")
                     executed.add((entry[1], entry[2]))
             role = node.role
+            if node.alive and isinstance(role, FollowerRole) and role.rejoined:
+                leader = sim.acting_leader(role.term)
+                if leader is not None and node.log != leader.log[: len(node.log)]:
+                    self.fail(LOGS_ARE_PREFIXES, f"{node.name} follows term {role.term} but is not a prefix of {leader.name}'s log")
             if node.alive and role is not None and role.leads:
                 if self.leaders.get(role.term) != node.idx:
                     self.fail(ONE_LEADER_PER_TERM, f"{node.name} leads term {role.term}, assigned to {self.leaders.get(role.term)}")

@@ -36,6 +36,12 @@ class Rules:
     # late. False: it keeps whichever arrived last; a late, older report then looks like a
     # position that went back (a spurious reset that can stall elections for good).
     report_order: bool = True
+    # False: a node that truncated its log at rejoin says so in its next report (to what
+    # position), and the control plane lowers the position on file before judging, so the
+    # truncation of an uncommitted tail does not make it a new empty replica. True: as
+    # identity.judge alone does, any position that went back is a reset; the node stops
+    # voting until a leader gives it a resync target, which can stall an election for good.
+    truncation_resyncs: bool = False
 
     @classmethod
     def legacy(cls) -> Rules:
@@ -86,16 +92,16 @@ def _show(value: object) -> str:
 class Timing:
     """Durations in simulated ticks (think 10 ms). Ratios matter, not values: the lease is
     shorter than the failover timeout (DESIGN §4 "Lease"), heartbeats come several times
-    within it, and a node cycle is shorter than a heartbeat."""
+    within it (one lost report must not cost the leader its term), and a node cycle is
+    shorter than a heartbeat."""
 
     node_cycle: int = 10
-    heartbeat: int = 20
-    heartbeat_timeout: int = 40  # an unanswered heartbeat is given up and the next one sent
-    failover: int = 60
-    lease: int = 45
+    heartbeat: int = 15
+    heartbeat_timeout: int = 20  # an unanswered heartbeat is given up and the next one sent
+    failover: int = 75  # five heartbeats, as the defaults (0.5 s, 3 s) give six
+    lease: int = 50
     supervisor: int = 25
     supervisor_step: int = 4  # from reading the database to its compare-and-set
-    client_cycle: int = 25
     client_timeout: int = 120
     replay: tuple[int, int] = (10, 40)  # start-up replay before a node is live
     retry: int = 30  # a rejoin or catch-up request unanswered this long is sent again
@@ -107,7 +113,7 @@ class Timing:
 class Options:
     """One run's shape; the seed draws everything left as None."""
 
-    steps: int = 250  # events in the fault phase; the heal phase comes after
+    steps: int = 200  # events in the fault phase; the heal phase comes after
     heal_steps: int = 2500  # at most this many more events to converge
     replicas: int | None = None  # N followers (N + 1 nodes)
     quorum: int | None = None  # W
