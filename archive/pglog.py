@@ -24,10 +24,12 @@ from archive.schema import (
     CHECK_APPEND_FUNCTION,
     EVENT_TABLE,
     GAP_SQLSTATE,
+    META_TABLE,
     SNAPSHOT_TABLE,
     TERM_SQLSTATE,
     WRITER_LOCK_KEY,
     read_archive_id,
+    read_truncations,
 )
 
 _COLUMNS = "position, term, kind, timestamp, payload"
@@ -126,6 +128,8 @@ class PostgresEventLog(PostgresStore):
         with self._writer() as cur:
             cur.execute(f"DELETE FROM {EVENT_TABLE} WHERE position > %s", (position,))
             deleted = cur.rowcount
+            if deleted:
+                cur.execute(f"UPDATE {META_TABLE} SET truncations = truncations + 1")
             cur.execute(f"DELETE FROM {SNAPSHOT_TABLE} WHERE position > %s", (position,))
             cur.execute(_SELECT_TAIL)
             tail = cur.fetchone() or (0, 0)
@@ -165,6 +169,10 @@ class PostgresEventLog(PostgresStore):
     def archive_id(self) -> str:
         """The id made when this archive was created (DESIGN §4 "Archive identity")."""
         return read_archive_id(self._connection())
+
+    def truncations(self) -> int:
+        """How many times truncate_after() dropped entries from this archive."""
+        return read_truncations(self._connection())
 
     def refresh_tail(self) -> tuple[int, int]:
         """Forget the cached tail and read it from the database."""

@@ -92,8 +92,17 @@ def create_archive(location: str) -> bool:
                 conn.execute(ddl)
                 created = True
         conn.execute(f"INSERT INTO {META_TABLE} DEFAULT VALUES ON CONFLICT DO NOTHING")
+        # Rejoin truncations this archive has made: a position that went back with a
+        # higher count is a rejoin, not a lost archive (nodes.protocol.identity).
+        conn.execute(f"ALTER TABLE {META_TABLE} ADD COLUMN IF NOT EXISTS truncations bigint NOT NULL DEFAULT 0")
         conn.execute(_CHECK_APPEND)  # always: an upgraded archive gets the current version
     return created
+
+
+def read_truncations(conn: psycopg.Connection) -> int:
+    """How many truncations (rejoin) this archive has made since it was created."""
+    row = conn.execute(f"SELECT truncations FROM {META_TABLE}").fetchone()
+    return int(row[0]) if row else 0
 
 
 def read_archive_id(conn: psycopg.Connection) -> str:

@@ -112,6 +112,9 @@ class Leader:
         self.dead_letters = DeadLetters(self.redis, self.cluster, node.config.name)
         self._seen: dict[str, float] = {}  # follower -> when its last ack arrived (monotonic)
         self._fence_warned = 0.0
+        # The lowest W used for a commit since the first commit of a position of our own
+        # term (None before): the control plane settles the election window with it.
+        self.settled_quorum: int | None = None
         self.pending: deque[PendingBatch] = deque()
         self.lock = threading.Lock()  # guards tracker and pending
         self.deliver_lock = threading.Lock()  # one delivery at a time: commit never goes back
@@ -413,6 +416,8 @@ class Leader:
     def _deliver_locked(self, write_quorum: int) -> None:
         with self.lock:
             commit = self.tracker.commit_position(write_quorum)
+            if commit > 0:  # a commit of our own term: all before it is held by W members
+                self.settled_quorum = write_quorum if self.settled_quorum is None else min(self.settled_quorum, write_quorum)
             ready: list[PendingBatch] = []
             while self.pending and self.pending[0].last_position <= commit:
                 ready.append(self.pending.popleft())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import queue
 import re
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 import redis as redis_lib
@@ -60,6 +62,10 @@ class Node:
         self.stopping = threading.Event()
         self.stopped = threading.Event()
         self.cycle_done_at = time.monotonic()  # liveness is progress: the loop's, not a thread's
+        # Reports are numbered within this process (boot): the control plane drops one
+        # that arrives after a later one (a slow request), never taking it for news.
+        self.report_boot = uuid.uuid4().hex[:16]
+        self._report_seq = itertools.count(1)
         self.lease = Lease(duration=0.0)  # renewed by every answered heartbeat, from its send time
         self.snapshot_requested = threading.Event()
         self.snapshot_done = threading.Event()
@@ -378,10 +384,12 @@ class Node:
         if state is None or not self.ready:
             # Still opening or replaying its archive: its tail is not known yet, so the
             # report claims nothing (no archive id, no fence): it is no vote (DESIGN §4).
-            fence, archived, last_term, archive_id = None, 0, 0, ""
+            fence, archived, last_term, archive_id, truncations = None, 0, 0, "", 0
         else:
             archived, last_term = state.tail
-            archive_id = state.archive_id
+            archive_id, truncations = state.archive_id, state.truncations
+        role = self.role
+        settled = role.settled_quorum if isinstance(role, Leader) and role.term == (self.view.term if self.view else -1) else None
         return {
             "status": (
                 "starting" if not self.ready
@@ -399,6 +407,10 @@ class Node:
             "last_term": last_term,
             "fence_seen": fence or 0,
             "stalled_for": round(max(0.0, time.monotonic() - self.cycle_done_at), 3),
+            "truncations": truncations,
+            "settled_quorum": -1 if settled is None else settled,
+            "report_boot": self.report_boot,
+            "report_seq": next(self._report_seq),
         }
 
     def _first_heartbeat(self) -> ClusterView:

@@ -28,6 +28,7 @@ class NodeState:
         self.snapshots = PostgresSnapshotStore(location)
         self.engine = Engine()
         self.archive_id = self.log.archive_id()
+        self.truncations = self.log.truncations()  # rejoin truncations: reported with the tail
         # The log's tail (position, term), swapped in whole: the heartbeat thread reads
         # both from one moment, never a position from one batch and a term from another.
         self.tail: tuple[int, int] = (0, 0)
@@ -99,6 +100,7 @@ class NodeState:
 
     def truncate_after(self, position: int) -> int:
         dropped = self.log.truncate_after(position)
+        self.truncations = self.log.truncations()
         self.tail = self.log.refresh_tail()
         return dropped
 

@@ -66,9 +66,15 @@ class Cluster(models.Model):
     term_write_quorum = models.PositiveSmallIntegerField(
         default=1,
         help_text=(
-            "The lowest write quorum in force since the current term began: an election "
-            "must overlap every commit of the term, including those made with a lower W."
+            "The lowest write quorum in force since the election window began (the last "
+            "leader's first commit of its own term): an election must overlap every commit "
+            "not yet re-committed under the current configuration, including those made "
+            "with a lower W."
         ),
+    )
+    settled_term = models.PositiveBigIntegerField(
+        default=0,
+        help_text="The last term whose leader committed a position of its own: the election window starts there.",
     )
     term = models.PositiveBigIntegerField(
         default=0, help_text="Leader epoch; bumped on every leadership change."
@@ -223,6 +229,11 @@ class Node(models.Model):
         null=True, blank=True, help_text="The position a resyncing node must reach to vote and lead again."
     )
     resync_leader_reports = models.PositiveSmallIntegerField(default=0, editable=False)
+    truncations = models.PositiveBigIntegerField(
+        default=0, help_text="Rejoin truncations its archive has made (a position that went back with more is a rejoin)."
+    )
+    report_boot = models.CharField(max_length=32, blank=True, editable=False)
+    report_seq = models.PositiveBigIntegerField(default=0, editable=False)
     removed_in_term = models.PositiveBigIntegerField(
         null=True, blank=True, editable=False,
         help_text="The term in which the node was removed: it still counts in that term's election quorum.",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import redis
 from django.db import connection, transaction
 from django.db.models import F
-from django.db.models.functions import Now
+from django.db.models.functions import Least, Now
 
 from archive.fence import lower_fence, set_fence
 from controlplane.clusters import streams
@@ -128,15 +128,13 @@ def _install_leader(locked: Cluster, target: Node) -> None:
     locked.last_leader = target
     locked.status = ClusterStatus.ACTIVE
     locked.status_message = ""
-    locked.term_write_quorum = locked.write_quorum
     # Demote first: the partial unique index allows one leader per cluster at a time.
     Node.objects.filter(cluster=locked).exclude(pk=target.pk).update(role=NodeRole.FOLLOWER)
     Node.objects.filter(pk=target.pk).update(role=NodeRole.LEADER)
-    # Nodes removed during the term that ends count in its election only.
-    Node.objects.filter(cluster=locked, removed_in_term__isnull=False).update(removed_in_term=None)
-    locked.save(
-        update_fields=["term", "leader", "last_leader", "status", "status_message", "term_write_quorum"]
-    )
+    # The election window (lowest W, removed nodes still counted) stays as it is until
+    # this leader commits a position of its own term (`_settle`): until then, earlier
+    # commits are held only by the quorums they were made with.
+    locked.save(update_fields=["term", "leader", "last_leader", "status", "status_message"])
 
 
 def raise_fence_after_commit(cluster_name: str, term: int) -> None:
@@ -436,6 +434,10 @@ class HeartbeatReport:
     last_term: int = 0
     fence_seen: int = 0
     stalled_for: float = 0.0
+    truncations: int = 0
+    settled_quorum: int = -1  # a leader: the lowest W it used since its first commit of its own term
+    report_boot: str = ""
+    report_seq: int = 0
 
 
 class ImpossibleReport(ServiceError):
@@ -476,9 +478,14 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
     if node is None or node.status == NodeStatus.REMOVED:
         raise NotEligible(f"node {node_name} has been removed; it must not run")
     cluster = node.cluster
+    if report.report_boot and report.report_boot == node.report_boot and report.report_seq <= node.report_seq:
+        # An older report that arrived after a newer one (a slow request): stale news.
+        return _node_row(node_name)
     verdict = identity.judge(
-        identity.OnFile(node.archive_id, node.archived_position, node.resyncing, node.resync_target),
-        identity.Claim(report.archive_id, report.archived_position, report.last_term, report.fence_seen),
+        identity.OnFile(node.archive_id, node.archived_position, node.resyncing, node.resync_target, node.truncations),
+        identity.Claim(
+            report.archive_id, report.archived_position, report.last_term, report.fence_seen, report.truncations
+        ),
         cluster.term,
     )
     if verdict.refuse:
@@ -496,6 +503,9 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
         "last_term": report.last_term,
         "fence_seen": report.fence_seen,
         "stalled_for": report.stalled_for,
+        "truncations": report.truncations,
+        "report_boot": report.report_boot,
+        "report_seq": report.report_seq,
         "resyncing": verdict.resyncing,
     }
     if report.archive_id:
@@ -503,7 +513,7 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
     else:
         # A node still opening its archive claims nothing about its log: keep what is on
         # file, and withdraw its vote until it reports a log it has measured.
-        for name in ("archived_position", "last_term"):
+        for name in ("archived_position", "last_term", "truncations"):
             del fields[name]
         fields["fence_seen"] = 0
     if verdict.reset:
@@ -515,7 +525,24 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
     Node.objects.filter(pk=node.pk).update(**fields)
     if cluster.leader_id == node.pk and not verdict.resyncing:
         _count_leader_report(cluster, report.archived_position)
+        if report.settled_quorum >= 0 and report.term == cluster.term and cluster.settled_term < cluster.term:
+            _settle(cluster, report.settled_quorum)
     return _node_row(node_name)
+
+
+def _settle(cluster: Cluster, used_quorum: int) -> None:
+    """The leader of the current term committed a position of its own, with W members
+    (the lowest W it used since): every earlier commit is now held by those quorums, so
+    the election window starts here. Nodes removed during this term still count until
+    the next settle (the leader may have counted their acks before it learned of it).
+    Compare-and-set on (term, settled_term): a late report of an older term settles nothing."""
+    with transaction.atomic():
+        updated = Cluster.objects.filter(pk=cluster.pk, term=cluster.term, settled_term__lt=cluster.term).update(
+            settled_term=cluster.term,
+            term_write_quorum=Least(F("write_quorum"), used_quorum),
+        )
+        if updated:
+            Node.objects.filter(cluster=cluster, removed_in_term__lt=cluster.term).update(removed_in_term=None)
 
 
 def _count_leader_report(cluster: Cluster, leader_position: int) -> None:

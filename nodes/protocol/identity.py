@@ -7,6 +7,10 @@ that neither votes in an election nor leads, until it holds everything that may 
 been committed while it was away. Its acks count only for what it has archived since
 (commit.CommitTracker keys progress by archive id).
 
+A position that went back with a higher count of rejoin truncations (kept in the archive)
+is a rejoin, not a loss: rejoin drops only entries the new leader's log does not hold,
+which were never committed, so the node still holds all it acknowledged that counts.
+
 When does a resyncing node hold everything? Any position committed with its old
 archive's help was archived by the leader before the node's reset was seen. A leader
 report *built* after the reset was seen covers it; the leader's second report received
@@ -29,6 +33,7 @@ class OnFile:
     position: int
     resyncing: bool
     resync_target: int | None
+    truncations: int = 0  # rejoin truncations of that archive, as last reported
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Claim:
     position: int
     last_term: int
     fence_seen: int
+    truncations: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ def judge(on_file: OnFile, claim: Claim, cluster_term: int) -> Verdict:
             resyncing=True, reset=True,
             reason=f"archive changed ({on_file.archive_id[:8]} -> {claim.archive_id[:8]}): a new empty replica",
         )  # fmt: skip
-    if on_file.archive_id and claim.position < on_file.position:
+    if on_file.archive_id and claim.position < on_file.position and claim.truncations <= on_file.truncations:
         return Verdict(
             resyncing=True, reset=True,
             reason=f"position went back from {on_file.position} to {claim.position}: resyncing",

@@ -45,6 +45,7 @@ FILE = OnFile(archive_id="a1", position=100, resyncing=False, resync_target=None
         (Claim("a1", 120, 4, 5), False, False, False),
         (Claim("b2", 0, 0, 5), False, True, True),  # a new archive: a new empty replica
         (Claim("a1", 90, 4, 5), False, True, True),  # position went back
+        (Claim("a1", 90, 4, 5, truncations=1), False, False, False),  # a rejoin truncation, not a loss
         (Claim("a1", 120, 6, 5), True, False, False),  # events of a future term
         (Claim("a1", 120, 4, 6), True, False, False),  # a fence the database never had
         (Claim("", 0, 0, 0), False, False, False),  # archive not opened yet: nothing to judge

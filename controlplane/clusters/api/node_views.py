@@ -35,6 +35,10 @@ class HeartbeatSerializer(StrictFieldsMixin, serializers.Serializer):
     last_term = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
     fence_seen = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
     stalled_for = serializers.FloatField(min_value=0, max_value=1e9, required=False, default=0.0)
+    truncations = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    settled_quorum = serializers.IntegerField(min_value=-1, max_value=1000, required=False, default=-1)
+    report_boot = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)
+    report_seq = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
 
 
 def node_config(node: Node) -> dict:
