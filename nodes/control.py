@@ -34,6 +34,7 @@ class ClusterView:
     archive_location: str
     archive_id: str = ""  # the archive id on file: a leader leads only with that archive
     resyncing: bool = False  # a new empty replica: may follow, never lead
+    report_epoch: int = 0  # echoed in our next report (nodes.protocol.identity.covers_reset)
     members: tuple[str, ...] = ()  # the current followers; only their acks count
     switchover_to: str | None = None  # set: a planned switchover is in flight
 

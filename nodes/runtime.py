@@ -411,6 +411,7 @@ class Node:
             "settled_quorum": -1 if settled is None else settled,
             "report_boot": self.report_boot,
             "report_seq": next(self._report_seq),
+            "echo_epoch": self.view.report_epoch if self.view else 0,
         }
 
     def _first_heartbeat(self) -> ClusterView:

@@ -72,6 +72,11 @@ class Cluster(models.Model):
             "with a lower W."
         ),
     )
+    report_epoch = models.PositiveBigIntegerField(
+        default=0,
+        editable=False,
+        help_text="Bumped when a node's reset is seen; heartbeat answers carry it and reports echo it.",
+    )
     settled_term = models.PositiveBigIntegerField(
         default=0,
         help_text="The last term whose leader committed a position of its own: the election window starts there.",
@@ -228,7 +233,9 @@ class Node(models.Model):
     resync_target = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="The position a resyncing node must reach to vote and lead again."
     )
-    resync_leader_reports = models.PositiveSmallIntegerField(default=0, editable=False)
+    resync_epoch = models.PositiveBigIntegerField(
+        default=0, editable=False, help_text="The cluster's report epoch when this node's reset was seen."
+    )
     truncations = models.PositiveBigIntegerField(
         default=0, help_text="Rejoin truncations its archive has made (a position that went back with more is a rejoin)."
     )

@@ -438,6 +438,7 @@ class HeartbeatReport:
     settled_quorum: int = -1  # a leader: the lowest W it used since its first commit of its own term
     report_boot: str = ""
     report_seq: int = 0
+    echo_epoch: int = 0  # the report epoch of the last heartbeat answer the node received
 
 
 class ImpossibleReport(ServiceError):
@@ -518,13 +519,14 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
         fields["fence_seen"] = 0
     if verdict.reset:
         log.warning("%s: node %s: %s", cluster.name, node_name, verdict.reason)
-        fields.update(resync_target=None, resync_leader_reports=0)
+        Cluster.objects.filter(pk=cluster.pk).update(report_epoch=F("report_epoch") + 1)
+        fields.update(resync_target=None, resync_epoch=Cluster.objects.values_list("report_epoch", flat=True).get(pk=cluster.pk))
         fields["status_message"] = f"{verdict.reason}; {report.status_message}"[:500]
     elif verdict.reason:
         log.warning("%s: node %s: %s", cluster.name, node_name, verdict.reason)
     Node.objects.filter(pk=node.pk).update(**fields)
     if cluster.leader_id == node.pk and not verdict.resyncing:
-        _count_leader_report(cluster, report.archived_position)
+        _count_leader_report(cluster, report.archived_position, report.echo_epoch)
         if report.settled_quorum >= 0 and report.term == cluster.term and cluster.settled_term < cluster.term:
             _settle(cluster, report.settled_quorum)
     return _node_row(node_name)
@@ -545,15 +547,12 @@ def _settle(cluster: Cluster, used_quorum: int) -> None:
             Node.objects.filter(cluster=cluster, removed_in_term__lt=cluster.term).update(removed_in_term=None)
 
 
-def _count_leader_report(cluster: Cluster, leader_position: int) -> None:
-    """Resync targets (nodes.protocol.identity): the leader's position in its second
-    report received after a node's reset was seen covers every commit its old archive
-    may have helped make."""
-    waiting = Node.objects.filter(cluster=cluster, resyncing=True, resync_target__isnull=True)
-    if waiting.update(resync_leader_reports=F("resync_leader_reports") + 1):
-        waiting.filter(resync_leader_reports__gte=identity.LEADER_REPORTS_FOR_TARGET).update(
-            resync_target=leader_position
-        )
+def _count_leader_report(cluster: Cluster, leader_position: int, echoed_epoch: int) -> None:
+    """Resync targets (nodes.protocol.identity.covers_reset): a leader report built after a
+    node's reset was seen covers every commit its old archive may have helped make."""
+    Node.objects.filter(
+        cluster=cluster, resyncing=True, resync_target__isnull=True, resync_epoch__gt=0, resync_epoch__lte=echoed_epoch
+    ).update(resync_target=leader_position)
 
 
 def _node_row(node_name: str) -> Node:

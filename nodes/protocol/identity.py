@@ -13,16 +13,23 @@ which were never committed, so the node still holds all it acknowledged that cou
 
 When does a resyncing node hold everything? Any position committed with its old
 archive's help was archived by the leader before the node's reset was seen. A leader
-report *built* after the reset was seen covers it; the leader's second report received
-after that moment was built after the first one's answer, so after it. The control plane
-counts leader reports and takes the target position from the second.
+report *built* after the reset was seen covers it. Heartbeat answers carry the cluster's
+report epoch, bumped when a reset is seen, and every report echoes the epoch of the last
+answer its node received: a leader report that echoes the reset's epoch (or a later one)
+was built after that answer, so after the reset was seen, even when requests time out
+and arrive late. Its position is the resync target.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-LEADER_REPORTS_FOR_TARGET = 2
+LEADER_REPORTS_FOR_TARGET = 2  # the simulator's older model of covers_reset; to be replaced
+
+
+def covers_reset(echoed_epoch: int, reset_epoch: int) -> bool:
+    """Was a leader report (echoing `echoed_epoch`) built after the reset seen at `reset_epoch`?"""
+    return echoed_epoch >= reset_epoch > 0
 
 
 @dataclass(frozen=True)

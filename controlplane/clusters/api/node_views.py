@@ -39,6 +39,7 @@ class HeartbeatSerializer(StrictFieldsMixin, serializers.Serializer):
     settled_quorum = serializers.IntegerField(min_value=-1, max_value=1000, required=False, default=-1)
     report_boot = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)
     report_seq = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    echo_epoch = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
 
 
 def node_config(node: Node) -> dict:
@@ -60,6 +61,7 @@ def node_config(node: Node) -> dict:
         "archive_location": node.archive_location,
         "archive_id": node.archive_id,
         "resyncing": node.resyncing,
+        "report_epoch": cluster.report_epoch,
         "switchover_to": switchover.name if in_flight else None,
         # Only the leader counts acks: the others need no member list.
         "members": (
