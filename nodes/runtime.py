@@ -201,11 +201,16 @@ class Node:
             self.state = NodeState(self.view.archive_location)
         self.ready = False
         gc.unfreeze()
-        self.status = self.state.recover()
+        self.status = self.state.recover(progress=self._replay_progress)
         self.checkpoint = (self.state.engine.position, self.state.engine.running_hash)
         log.info("%s", self.status)
         self._apply_gc_policy()
         self.ready = True
+
+    def _replay_progress(self, position: int, tail: int) -> None:
+        # Goes out with the heartbeats (status message): the dashboard and `cluster list`
+        # show how far a starting node is.
+        self.status = f"replaying its archive: {_count(position)} / {_count(tail)} events"
 
     def _apply_gc_policy(self) -> None:
         # The loop, archive and commit threads hand work to each other; a thread woken by
@@ -452,6 +457,10 @@ class Node:
             except Exception:
                 log.exception("heartbeat failed")
             self.stopped.wait(interval)
+
+
+def _count(value: int) -> str:
+    return f"{value / 1e6:.1f} M" if value >= 1_000_000 else f"{value:,}"
 
 
 def _hash_text(value: Any) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from archive import LogEntry, PostgresEventLog, PostgresSnapshotStore, create_archive
 from nodes.engine import Engine, decode_events, encode_events, event_kind
@@ -39,7 +39,7 @@ class NodeState:
         """The log's tail position, readable from any thread."""
         return self.tail[0]
 
-    def recover(self, progress=None) -> str:
+    def recover(self, progress: Callable[[int, int], None] | None = None) -> str:
         """Snapshot + replay of the archive into a fresh engine; returns a status sentence."""
         tail, tail_term = self.log.refresh_tail()
         snapshot = self.snapshots.latest(at_or_below=tail)
@@ -62,7 +62,7 @@ class NodeState:
             engine.apply_batch(decode_events([entry.payload for entry in batch]))
             replayed += len(batch)
             if progress:
-                progress(engine.position)
+                progress(engine.position, tail)
         if engine.position != tail:
             raise DivergenceError(f"replay stopped at {engine.position}, archive tail is {tail}")
         self.engine = engine
