@@ -1,4 +1,8 @@
-"""The Celery application: the nodes run as workers of it (see nodes/worker.py)."""
+"""The control plane's Celery application: the supervisor's beat task and worker.
+
+The nodes have an app of their own (nodes/celery_app.py) with no Django; the control
+plane sends them control tasks by name through the same broker.
+"""
 
 from __future__ import annotations
 

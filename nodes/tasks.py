@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane.celery import app
+from nodes.celery_app import app
 
 
 def _node():

@@ -17,7 +17,7 @@ import logging
 from celery import bootsteps
 from click import Option
 
-from controlplane.celery import app
+from nodes.celery_app import app
 from nodes.config import NodeConfig
 from nodes.control import HttpControlPlane
 from nodes.runtime import Node

@@ -1,0 +1,38 @@
+"""The nodes' own Celery application: a node host needs only its own variables, no Django.
+
+The node's worker consumes its queue `node.NAME` (short control tasks, nodes/tasks.py);
+the control plane sends those tasks by name (`send_task("nodes.take_snapshot", ...)`)
+through the same broker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from celery.signals import after_setup_logger
+
+from controlplane.env import env_str
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+app = Celery("nodes")
+app.conf.update(
+    broker_url=env_str("CELERY_BROKER_URL", REDIS_URL),
+    result_backend=env_str("CELERY_RESULT_BACKEND", REDIS_URL),
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=env_str("LOG_FORMAT", "plain") != "json",
+)
+
+
+@after_setup_logger.connect
+def _json_logs(logger: logging.Logger, **_: object) -> None:
+    """LOG_FORMAT=json: one JSON object a line, as the control plane logs."""
+    if env_str("LOG_FORMAT", "plain") == "json":
+        from controlplane.jsonlog import JsonFormatter
+
+        for handler in logger.handlers:
+            handler.setFormatter(JsonFormatter())
