@@ -369,7 +369,8 @@ class Leader:
         except redis_lib.RedisError:
             recent = []
         if recent:
-            self._record_acks(list(reversed(recent)), time.monotonic())
+            # Poison among these was set aside when it was first read: not again.
+            self._record_acks(list(reversed(recent)), time.monotonic(), set_aside=False)
             cursor.advance(recent[0][0])
         while not self.stopping.is_set():
             try:
@@ -394,7 +395,7 @@ class Leader:
                 log.exception("commit thread failed; retrying")
                 time.sleep(0.1)
 
-    def _record_acks(self, rows: list, now: float) -> None:
+    def _record_acks(self, rows: list, now: float, set_aside: bool = True) -> None:
         acks = []
         for entry_id, fields in rows:
             try:
@@ -402,7 +403,8 @@ class Leader:
                     (fields[b"n"].decode(), int(fields[b"p"]), int(fields[b"t"]), fields.get(b"a", b"").decode())
                 )
             except (KeyError, ValueError, UnicodeDecodeError, AttributeError) as error:
-                self.dead_letters.set_aside("acks", entry_id, f"not an ack: {type(error).__name__}: {error}", fields)
+                if set_aside:
+                    self.dead_letters.set_aside("acks", entry_id, f"not an ack: {type(error).__name__}: {error}", fields)
         with self.lock:
             self.tracker.set_members(self.node.view.members)
             for node, position, term, archive_id in acks:

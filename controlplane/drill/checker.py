@@ -90,7 +90,8 @@ class CheckResult:
     terms: dict = field(default_factory=dict)
     dead_letters: dict = field(default_factory=dict)
     faults: list[dict] = field(default_factory=list)
-    recovery: dict = field(default_factory=dict)
+    recovery: dict = field(default_factory=dict)  # per fault variant ("kill leader")
+    recovery_by_kind: dict = field(default_factory=dict)  # per fault kind ("kill")
     exits: list[dict] = field(default_factory=list)
     counts: dict = field(default_factory=dict)  # violations per invariant
     violations: list[Violation] = field(default_factory=list)
@@ -433,6 +434,7 @@ def _check_recovery(parsed: _Parsed, result: CheckResult) -> None:
         (float(a["sent_at"]), float(a["at"])) for answers in parsed.answers.values() for a in answers if "sent_at" in a
     )
     by_variant: dict[str, list[float]] = defaultdict(list)
+    by_kind: dict[str, list[float]] = defaultdict(list)
     for fault in parsed.faults:
         row = {key: fault.get(key) for key in ("index", "kind", "variant", "target", "detail", "at", "end", "skipped")}
         if fault.get("skipped"):
@@ -445,19 +447,21 @@ def _check_recovery(parsed: _Parsed, result: CheckResult) -> None:
         if after:
             row["recovery_s"] = round(min(after) - began, 3)
             by_variant[fault["variant"]].append(row["recovery_s"])
+            by_kind[fault["kind"]].append(row["recovery_s"])
         elif any(sent >= began for sent in parsed.sent_times):
             result.fail(RECOVERS, f"no command sent after fault {fault.get('index')} ({fault['variant']} {fault['target']}) was ever committed")
         else:
             row["note"] = "not measured: no command was sent after it"
         result.faults.append(row)
-    result.recovery = {
-        variant: {"count": len(values), "p50": percentile(values, 0.5), "p99": percentile(values, 0.99), "max": max(values)}
-        for variant, values in sorted(by_variant.items())
-    }
+    result.recovery = {variant: _summary(values) for variant, values in sorted(by_variant.items())}
+    result.recovery_by_kind = {kind: _summary(values) for kind, values in sorted(by_kind.items())}
     everything = [value for values in by_variant.values() for value in values]
     if everything:
-        result.recovery["all faults"] = {"count": len(everything), "p50": percentile(everything, 0.5),
-                                         "p99": percentile(everything, 0.99), "max": max(everything)}  # fmt: skip
+        result.recovery["all faults"] = result.recovery_by_kind["all faults"] = _summary(everything)
+
+
+def _summary(values: list[float]) -> dict:
+    return {"count": len(values), "p50": percentile(values, 0.5), "p99": percentile(values, 0.99), "max": max(values)}
 
 
 def _check_exits_and_drill(parsed: _Parsed, result: CheckResult) -> None:

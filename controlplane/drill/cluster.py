@@ -4,8 +4,8 @@ Everything runs as the documented processes do in production: the control plane 
 WSGI server (gunicorn when installed, else `manage.py runserver --noreload`), the
 supervisor as `manage.py supervise`, each node as its Celery worker (nodes.local),
 every one a `Child` of the drill with DATABASE_URL and REDIS_URL pointing at the
-private servers. The `Runner` restarts a process that exits, as `make run`'s runner or
-systemd would, and records in the history every exit the drill did not cause.
+private servers. The runner (controlplane.drill.runner) restarts a process that exits,
+as `make run`'s runner or systemd would, and records every exit the drill did not cause.
 """
 
 from __future__ import annotations
@@ -13,16 +13,13 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import logging
 import os
 import re
 import secrets
 import signal
 import subprocess
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -30,6 +27,7 @@ from controlplane.drill.api import ApiUnavailable, ControlPlaneApi
 from controlplane.drill.children import Child
 from controlplane.drill.history import History
 from controlplane.drill.proxy import FaultProxy
+from controlplane.drill.runner import Runner
 from controlplane.drill.servers import (
     PrivatePostgres,
     PrivateRedis,
@@ -39,10 +37,9 @@ from controlplane.drill.servers import (
 )
 from nodes.local import ROOT, LocalNodes, NodeProcess
 
-log = logging.getLogger("controlplane.drill")
-
 CONTROLPLANE_DB = "tec_drill_controlplane"
 _LEADING = re.compile(r"leading term (\d+) from position (\d+)")
+FAKETIME_SHIM = Path(__file__).resolve().parent / "faketime_shim"
 
 
 @dataclass(frozen=True)
@@ -124,9 +121,11 @@ class DrillNodes(LocalNodes):
         argv = self.command(name)
         if clock_offset:
             # A clock step moves the wall clock (CLOCK_REALTIME), as an NTP step does; the
-            # monotonic clock never jumps (and Python's timed waits run on it).
+            # monotonic clock never jumps (and Python's timed waits run on it). The shim
+            # works around libfaketime breaking time.sleep (see its docstring).
             argv = ["faketime", "-f", clock_offset, *argv]
             environment["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+            environment["PYTHONPATH"] = f"{FAKETIME_SHIM}{os.pathsep}{environment['PYTHONPATH']}"
         child = self.children.get(name) or Child(name, argv, self.workdir / f"{name}.log", cwd=ROOT)
         child.argv, child.env = argv, environment
         self.children[name] = child.start()
@@ -246,7 +245,7 @@ class DrillCluster:
     def start_node(self, name: str) -> Child:
         """(Re)start a node worker: through the proxies if it is the proxied node, under
         faketime if a clock step gave it an offset."""
-        env: dict[str, str] = {"DATABASE_URL": self.postgres.url(CONTROLPLANE_DB)}
+        env: dict[str, str] = {}
         if name == self.proxied_node:
             env["REDIS_URL"] = env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{self.proxies['redis'].port}/0"
             env["CONTROL_PLANE_URL"] = f"http://127.0.0.1:{self.proxies['controlplane'].port}"
@@ -327,88 +326,3 @@ class DrillCluster:
                 child.stop(timeout=15)
         for proxy in self.proxies.values():
             proxy.stop()
-
-
-@dataclass
-class Runner:
-    """Restarts every process that exits, after `restart_delay`, as a process runner would.
-
-    The drill marks the exits it causes (`expect_exit`) and the processes it restarts
-    itself (`hold`); any other exit is recorded in the history with its code and log. A
-    node that exits with status 0 on its own is what the no-wedge issue calls dying
-    quietly (make run's runner leaves it stopped): recorded as such, and restarted all
-    the same so that the drill goes on.
-    """
-
-    cluster: DrillCluster
-    expected: dict[str, float] = field(default_factory=dict)  # name -> restart delay
-    held: set[str] = field(default_factory=set)
-    exits: list[dict] = field(default_factory=list)
-    _due: dict[str, float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="drill-runner", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def expect_exit(self, name: str, restart_after: float | None = None) -> None:
-        """The drill is about to end `name`: not an exit to report; restart it after the delay."""
-        with self._lock:
-            self.expected[name] = self.cluster.settings.restart_delay if restart_after is None else restart_after
-
-    @contextlib.contextmanager
-    def hold(self, name: str):
-        """The drill restarts `name` itself meanwhile (a clock step): the runner keeps off."""
-        with self._lock:
-            self.held.add(name)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.held.discard(name)
-                self._due.pop(name, None)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.1):
-            for name, child in self.cluster.children().items():
-                with self._lock:
-                    if name in self.held or child.alive():
-                        continue
-                    if name not in self._due:
-                        self._exited(name, child)
-                        continue
-                    if time.monotonic() < self._due[name]:
-                        continue
-                    del self._due[name]
-                try:
-                    if name in self.cluster.nodes.children:
-                        self.cluster.start_node(name)
-                    else:
-                        child.start()
-                    self.cluster.history.record("restart", process=name, pid=child.pid)
-                except Exception as error:  # try again after the delay
-                    log.warning("could not restart %s: %s", name, error)
-                    with self._lock:
-                        self._due[name] = time.monotonic() + self.cluster.settings.restart_delay
-
-    def _exited(self, name: str, child: Child) -> None:
-        """Called with the lock held, once per exit."""
-        code = child.returncode()
-        expected = name in self.expected
-        delay = self.expected.pop(name, self.cluster.settings.restart_delay)
-        self._due[name] = time.monotonic() + delay
-        if expected:
-            return
-        quiet = code == 0 and name in self.cluster.nodes.children
-        record = self.cluster.history.record(
-            "exit", process=name, code=code, quiet=quiet, log=str(child.log_path), tail=child.log_tail(12)
-        )
-        self.exits.append(record)
-        log.warning("%s exited on its own with code %s (log: %s); restarting it", name, code, child.log_path)

@@ -12,7 +12,8 @@ Kinds (the option that asks for them):
   redis-restart --redis-restarts  SIGKILL the private Redis and start it again, empty
   pg-restart    --pg-restarts     fast shutdown + start of the private PostgreSQL, or
                                   pg_terminate_backend of every client connection
-  poison        --poison          malformed entries on the command, ack, live and peer-request streams
+  poison        --poison          malformed entries on the command, ack, live and peer-request
+                                  streams (controlplane.drill.poison)
   clock-step    --clock-steps     restart a follower under faketime with a clock offset
   cut           --cuts            cut or delay the path between one node and Redis or the control plane
   switchover    --switchovers     one or two concurrent switchovers through the API
@@ -28,22 +29,19 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import msgspec
 import redis as redis_lib
 
-from archive import dead_letter_counts, keys
 from controlplane.drill.api import ApiUnavailable
-from controlplane.drill.cluster import DrillCluster
+from controlplane.drill.cluster import ClusterSettings, DrillCluster
 from controlplane.drill.history import History
-from nodes import peer, wire
+from controlplane.drill.poison import POISON_STREAMS, Poisoner
 
 FAULT_KINDS = (
     "kill", "pause", "redis-restart", "pg-restart", "poison",
     "clock-step", "cut", "switchover", "quorum-change",
 )  # fmt: skip
-POISON_STREAMS = ("commands", "acks", "events", "requests")
 
 
 @dataclass(frozen=True)
@@ -67,10 +65,9 @@ class FaultRecord:
     # slipped through while it was shutting down does not count. Default: `started`.
     service_back: float = 0.0
     skipped: bool = False
-    extra: dict = field(default_factory=dict)
 
 
-def plan_faults(counts: dict[str, int], commands: int, seed: int, settings) -> list[PlannedFault]:
+def plan_faults(counts: dict[str, int], commands: int, seed: int, settings: ClusterSettings) -> list[PlannedFault]:
     """The faults in the order and with the parameters the seed gives, spread over the load."""
     rng = random.Random(f"{seed}:faults")
     kinds = [kind for kind in FAULT_KINDS for _ in range(counts.get(kind, 0))]
@@ -85,7 +82,7 @@ def plan_faults(counts: dict[str, int], commands: int, seed: int, settings) -> l
     return planned
 
 
-def _params(kind: str, rng: random.Random, settings) -> dict:
+def _params(kind: str, rng: random.Random, settings: ClusterSettings) -> dict:
     if kind in ("kill", "pause"):
         params = {"role": rng.choice(("leader", "follower"))}
         if kind == "kill":
@@ -139,6 +136,7 @@ class Injector:
         self.rng = random.Random(f"{seed}:targets")
         self.faketime_problem = faketime_problem
         self.redis = cluster.redis.client()
+        self.poisoner = Poisoner(self.redis, cluster)
         self.original_write_quorum = cluster.settings.write_quorum
 
     def inject(self, fault: PlannedFault) -> FaultRecord:
@@ -149,7 +147,7 @@ class Injector:
         self.history.record(
             "fault", index=fault.index, kind=record.kind, variant=record.variant, target=record.target,
             detail=record.detail, skipped=record.skipped, at=record.started, end=record.ended,
-            service_back=record.service_back, **record.extra,
+            service_back=record.service_back,
         )  # fmt: skip
         return record
 
@@ -281,7 +279,7 @@ class Injector:
         for thread in threads:
             thread.join(60)
         detail = "; ".join(f"to {target}: {outcomes.get(target, 'no answer')}" for target in targets)
-        variant = "switchover concurrent" if params["concurrent"] else "switchover"
+        variant = "switchover concurrent" if params["concurrent"] else "switchover single"
         return FaultRecord("switchover", variant, state.leader, f"from {state.leader} (term {state.term}): {detail}", started)
 
     def _quorum_change(self, params: dict) -> FaultRecord:
@@ -313,106 +311,18 @@ class Injector:
         stream = params["stream"]
         started = time.time()
         try:
-            key, entry_id, fields, expect = getattr(self, f"_poison_{stream}")(params["variant"])
+            entry = self.poisoner.add(stream, params["variant"])
         except (redis_lib.RedisError, LookupError) as error:
             return self._skipped("poison", f"poison {stream}", f"could not add the entry: {error}")
-        outcome, handled = self._await_outcome(stream, entry_id, expect, fields.get("r"))
-        self.history.record("poison", stream=stream, key=key, entry=entry_id, expect=expect, handled=handled,
-                            outcome=outcome, fields=sorted(fields), at=started)  # fmt: skip
-        return FaultRecord("poison", f"poison {stream}", key, f"XADD {key} {entry_id} ({', '.join(sorted(fields))}): "
-                           f"{outcome}", started)  # fmt: skip
-
-    def _await_outcome(self, stream: str, entry_id: str, expect: str, reply, timeout: float = 30.0) -> tuple[str, bool]:
-        """Wait until the nodes set the entry aside (or answered its sender with an error)."""
-        began = time.monotonic()
-        cluster = self.cluster.settings.name
-        while time.monotonic() - began < timeout:
-            try:
-                if expect == "error_reply":
-                    answer = self.redis.lindex(reply, 0)
-                    if answer is not None:
-                        _, results = wire.decode(answer)
-                        return f"its sender got an error result after {time.monotonic() - began:.2f} s: {results[0][3][:120]}", True
-                else:
-                    for _id, letter in self.redis.xrevrange(keys(cluster).deadletter, count=500):
-                        if letter.get(b"id", b"").decode() == entry_id and letter.get(b"stream", b"").decode() == stream:
-                            return (f"set aside after {time.monotonic() - began:.2f} s by {letter.get(b'node', b'?').decode()}: "
-                                    f"{letter.get(b'reason', b'').decode()[:120]}"), True  # fmt: skip
-            except redis_lib.RedisError as error:
-                return f"could not tell: Redis error {error}", True
-            time.sleep(0.05)
-        expected = "an error result for its sender" if expect == "error_reply" else "a dead letter"
-        return f"no {expected} within {timeout:.0f} s", False
-
-    def _poison_commands(self, variant: int) -> tuple[str, str, dict, str]:
-        cluster = self.cluster.settings.name
-        key = wire.commands_key(cluster)
-        reply = wire.reply_key(cluster, f"drill-poison-{variant}")
-        encode = msgspec.msgpack.encode
-        choices = [
-            ({"r": "x", "c": encode(5)}, "deadletter"),  # the issue's example
-            ({"c": b"\xc1\xc1"}, "deadletter"),  # no reply list, not msgpack
-            ({"r": reply, "c": b"\x92\x01"}, "deadletter"),  # truncated msgpack
-            ({"r": reply, "c": encode(["not bytes", 3])}, "deadletter"),  # wrong types
-            ({"r": reply, "c": b"\x00" * (wire.MAX_ENTRY_BYTES + 1)}, "deadletter"),  # huge
-            ({"r": reply, "c": encode([b"\x01\x02 not a command"])}, "error_reply"),  # a bad command in a valid batch
-        ]
-        fields, expect = choices[variant % len(choices)]
-        entry_id = self.redis.xadd(key, fields).decode()
-        return key, entry_id, fields, expect
-
-    def _poison_acks(self, variant: int) -> tuple[str, str, dict, str]:
-        key = wire.acks_key(self.cluster.settings.name)
-        choices = [{"n": "ghost"}, {"n": "x", "p": "NaN", "t": "1"}, {"garbage": b"\xff\xfe"}]
-        fields = choices[variant % len(choices)]
-        return key, self.redis.xadd(key, fields).decode(), fields, "deadletter"
-
-    def _poison_requests(self, variant: int) -> tuple[str, str, dict, str]:
-        names = sorted(self.cluster.nodes.children)
-        node = names[variant % len(names)]
-        key = peer.requests_key(self.cluster.settings.name, node)
-        choices = [{"op": "terms"}, {"op": b"\xff", "answer": "x", "args": b"\xc1"}, {"op": "replay", "answer": "elsewhere", "args": msgspec.msgpack.encode({})}]
-        fields = choices[variant % len(choices)]
-        return key, self.redis.xadd(key, fields, maxlen=100, approximate=True).decode(), fields, "deadletter"
-
-    def _poison_events(self, variant: int) -> tuple[str, str, dict, str]:
-        """On the live stream of the current term, with an id just above its newest entry:
-        stream ids there are log positions, and a time-based id (`*`) would sit above every
-        position the leader will ever publish."""
-        state = self.cluster.state_or_none()
-        if state is None or state.leader is None:
-            raise LookupError("no leader known")
-        key = wire.events_key(self.cluster.settings.name, state.term)
-        choices = [
-            {"term": "x", "first": "y", "events": b"\xc1"},
-            {"first": "1"},
-            {"term": str(state.term), "first": "5", "events": msgspec.msgpack.encode([[1, 2]])},
-        ]
-        fields = choices[variant % len(choices)]
-        for _ in range(20):  # the leader may publish between our read and our add
-            newest = self.redis.xrevrange(key, count=1)
-            ms, _, seq = (newest[0][0].decode() if newest else "0-0").partition("-")
-            try:
-                return key, self.redis.xadd(key, fields, id=f"{ms}-{int(seq) + 1}").decode(), fields, "deadletter"
-            except redis_lib.ResponseError:
-                time.sleep(0.01)
-        raise LookupError(f"the live stream {key} moved on every try")
-
-    # -- dead letters ------------------------------------------------------------------------
+        outcome, handled = self.poisoner.await_outcome(entry)
+        self.history.record("poison", stream=stream, key=entry.key, entry=entry.entry_id, expect=entry.expect,
+                            handled=handled, outcome=outcome, fields=sorted(entry.fields), at=started)  # fmt: skip
+        return FaultRecord("poison", f"poison {stream}", entry.key,
+                           f"XADD {entry.key} {entry.entry_id} ({', '.join(sorted(entry.fields))}): {outcome}", started)  # fmt: skip
 
     def record_dead_letters(self, why: str) -> dict:
-        """What the dead-letter stream holds now (a Redis restart empties it)."""
-        cluster = self.cluster.settings.name
+        """What the dead-letter stream holds now, in the history (a Redis restart empties it)."""
         try:
-            counts = dead_letter_counts(self.redis, cluster)
-            entries: dict[str, dict] = {}  # "stream:entry id" -> times set aside, by whom, when
-            for letter_id, fields in self.redis.xrange(keys(cluster).deadletter):
-                key = f"{fields.get(b'stream', b'?').decode()}:{fields.get(b'id', b'?').decode()}"
-                seen = entries.setdefault(key, {"count": 0, "nodes": {}, "first_ms": int(letter_id.split(b"-")[0])})
-                node = fields.get(b"node", b"?").decode()
-                seen["count"] += 1
-                seen["nodes"][node] = seen["nodes"].get(node, 0) + 1
-                seen["last_ms"] = int(letter_id.split(b"-")[0])
+            return self.history.record("deadletters", why=why, **self.poisoner.dead_letters())
         except redis_lib.RedisError as error:
             return self.history.record("deadletters", why=why, error=str(error))
-        return self.history.record("deadletters", why=why, counts=counts, entries=entries)

@@ -24,7 +24,7 @@ import redis as redis_lib
 
 from controlplane.drill.history import History, payload_digest
 from nodes.client import ClusterClient, CommitTimeout, MalformedCommand
-from nodes.engine import AddInstrument, CancelOrder, OrderAccepted, PlaceOrder
+from nodes.engine import AddInstrument, CancelOrder, Command, OrderAccepted, PlaceOrder
 
 SYMBOL = "DRILL"
 KIND_NAMES = {PlaceOrder: "place_order", CancelOrder: "cancel_order", AddInstrument: "add_instrument"}
@@ -211,7 +211,7 @@ class Load:
         return self.give_up_at is not None and time.monotonic() > self.give_up_at
 
     @staticmethod
-    def _command(client: ClusterClient, rng: random.Random, accounts: list[str], resting: list) -> object:
+    def _command(client: ClusterClient, rng: random.Random, accounts: list[str], resting: list) -> Command:
         if resting and rng.random() < 0.25:
             account, order_id = resting.pop(rng.randrange(len(resting)))
             return CancelOrder(client_id=client.client_id, client_seq=client.next_seq(), account=account, order_id=order_id)

@@ -51,8 +51,8 @@ def render(result: CheckResult, header: str = "") -> str:
     if result.recovery:
         add("Recovery: seconds from the fault to the next committed result of a command sent after it")
         add(f"{'fault':<28} {'count':>5} {'p50':>7} {'p99':>7} {'max':>7}")
-        for variant, stats in result.recovery.items():
-            add(f"{variant:<28} {stats['count']:>5} {stats['p50']:>7.2f} {stats['p99']:>7.2f} {stats['max']:>7.2f}")
+        for label, row in _recovery_rows(result):
+            add(f"{label:<28} {row['count']:>5} {row['p50']:>7.2f} {row['p99']:>7.2f} {row['max']:>7.2f}")
         add("")
     poison = result.dead_letters.get("poison", {})
     if poison:
@@ -81,6 +81,24 @@ def render(result: CheckResult, header: str = "") -> str:
     else:
         add("No violation: 0 lost, 0 applied twice, logs agree, equal digests.")
     return "\n".join(lines)
+
+
+def _recovery_rows(result: CheckResult) -> list[tuple[str, dict]]:
+    """One row per fault kind; a kind with several variants (kill leader, kill follower)
+    gets its total and then a row per variant."""
+    rows: list[tuple[str, dict]] = []
+    for kind, stats in result.recovery_by_kind.items():
+        if kind == "all faults":
+            continue
+        variants = [(v, s) for v, s in result.recovery.items() if v == kind or v.startswith(f"{kind} ")]
+        if len(variants) == 1:
+            rows.append(variants[0])
+        else:
+            rows.append((kind, stats))
+            rows += [(f"  {variant}", variant_stats) for variant, variant_stats in variants]
+    if "all faults" in result.recovery_by_kind:
+        rows.append(("all faults", result.recovery_by_kind["all faults"]))
+    return rows
 
 
 def write_json(result: CheckResult, path: Path, extra: dict | None = None) -> None:

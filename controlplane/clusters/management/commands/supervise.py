@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
+import redis
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 
 from controlplane.clusters import supervisor
 
@@ -25,7 +26,18 @@ class Command(BaseCommand):
         last: dict[str, str] = {}
         while True:
             close_old_connections()
-            for status in supervisor.run_all():
+            try:
+                statuses = supervisor.run_all()
+            except (DatabaseError, redis.RedisError) as error:
+                # The database or Redis restarting must not end the supervisor (no wedges):
+                # say so, drop the broken connections, and try again next cycle.
+                self.stderr.write(f"supervisor cycle failed ({type(error).__name__}: {error}); retrying")
+                connections.close_all()
+                if once:
+                    raise SystemExit(1) from None
+                time.sleep(interval)
+                continue
+            for status in statuses:
                 cluster = status.split(":", 1)[0]
                 if once or last.get(cluster) != status:
                     self.stdout.write(status)
