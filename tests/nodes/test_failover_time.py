@@ -26,13 +26,16 @@ def test_failover_time_over_twenty_leader_kills(make_cluster, supervisor):
     load.wait_for(100)
     elected, first_commit = [], []
     for kill in range(KILLS):
-        wait_until(lambda: cluster.cluster.leader_id is not None, 30, lambda: f"a leader: {cluster.cluster.status_message}")
-        old = cluster.cluster.leader.name
+        old = wait_until(
+            lambda: (row := cluster.cluster).leader is not None and row.leader.name,
+            30,
+            lambda: f"a leader: {cluster.cluster.status_message}",
+        )
         committed = len(load.committed)
         killed_at = time.monotonic()
         cluster.nodes.kill(old)
         wait_until(
-            lambda old=old: cluster.cluster.leader_id is not None and cluster.cluster.leader.name != old,
+            lambda old=old: (row := cluster.cluster).leader is not None and row.leader.name != old,
             30,
             lambda old=old, kill=kill: f"a leader other than {old} (kill {kill + 1}): {cluster.cluster.status_message}",
             interval=0.02,

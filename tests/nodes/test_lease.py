@@ -89,7 +89,7 @@ def test_isolated_leader_stops_at_its_lease_and_rejoins_as_follower(make_cluster
         cut_at_ns = time.time_ns()
         proxy.cut()
         wait_until(
-            lambda: cluster.cluster.leader_id is not None and cluster.cluster.leader.name != leader,
+            lambda: (row := cluster.cluster).leader is not None and row.leader.name != leader,
             15,
             "another leader to be elected",
         )
