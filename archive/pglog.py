@@ -28,6 +28,7 @@ from archive.schema import (
     SNAPSHOT_TABLE,
     TERM_SQLSTATE,
     WRITER_LOCK_KEY,
+    count_boot,
     read_archive_id,
     read_truncations,
 )
@@ -169,6 +170,10 @@ class PostgresEventLog(PostgresStore):
     def archive_id(self) -> str:
         """The id made when this archive was created (DESIGN §4 "Archive identity")."""
         return read_archive_id(self._connection())
+
+    def count_boot(self) -> int:
+        """This process opens the archive: its boot number, higher than any before it."""
+        return count_boot(self._connection())
 
     def truncations(self) -> int:
         """How many times truncate_after() dropped entries from this archive."""

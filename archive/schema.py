@@ -95,8 +95,16 @@ def create_archive(location: str) -> bool:
         # Rejoin truncations this archive has made: a position that went back with a
         # higher count is a rejoin, not a lost archive (nodes.protocol.identity).
         conn.execute(f"ALTER TABLE {META_TABLE} ADD COLUMN IF NOT EXISTS truncations bigint NOT NULL DEFAULT 0")
+        # Processes that opened this archive: orders a node's reports across its restarts.
+        conn.execute(f"ALTER TABLE {META_TABLE} ADD COLUMN IF NOT EXISTS boots bigint NOT NULL DEFAULT 0")
         conn.execute(_CHECK_APPEND)  # always: an upgraded archive gets the current version
     return created
+
+
+def count_boot(conn: psycopg.Connection) -> int:
+    """Count one more process opening this archive; returns its number (1, 2, ...)."""
+    row = conn.execute(f"UPDATE {META_TABLE} SET boots = boots + 1 RETURNING boots").fetchone()
+    return int(row[0]) if row else 0
 
 
 def read_truncations(conn: psycopg.Connection) -> int:

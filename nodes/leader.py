@@ -112,9 +112,11 @@ class Leader:
         self.dead_letters = DeadLetters(self.redis, self.cluster, node.config.name)
         self._seen: dict[str, float] = {}  # follower -> when its last ack arrived (monotonic)
         self._fence_warned = 0.0
-        # The lowest W used for a commit since the first commit of a position of our own
-        # term (None before): the control plane settles the election window with it.
-        self.settled_quorum: int | None = None
+        # The control plane settles the election window with the lowest W this leader may
+        # commit with (settled_quorum): every W it has read in its term, kept from the
+        # moment it reads it, since it may use it later.
+        self._lowest_quorum: int | None = None
+        self._own_commit = False  # a position of our own term is committed
         self.pending: deque[PendingBatch] = deque()
         self.lock = threading.Lock()  # guards tracker and pending
         self.deliver_lock = threading.Lock()  # one delivery at a time: commit never goes back
@@ -324,8 +326,25 @@ class Leader:
             replies.append((reply_to, wire.encode([entry_id.decode(), out])))
         return replies
 
-    def _hand_over(self, batch: PendingBatch) -> None:
+    def write_quorum(self) -> int:
+        """The W to commit with now, from the latest heartbeat answer; remembered, since
+        the settle report must cover every W this leader may still use."""
         write_quorum = self.node.view.write_quorum
+        with self.lock:
+            if self._lowest_quorum is None or write_quorum < self._lowest_quorum:
+                self._lowest_quorum = write_quorum
+        return write_quorum
+
+    def settled_quorum(self, held: int) -> int | None:
+        """For the heartbeat: once a position of our own term is committed, the lowest W
+        read in this term and the one the view holds now (None before)."""
+        with self.lock:
+            if not self._own_commit:
+                return None
+            return min(held, self._lowest_quorum if self._lowest_quorum is not None else held)
+
+    def _hand_over(self, batch: PendingBatch) -> None:
+        write_quorum = self.write_quorum()
         with self.lock:
             self.tracker.leader_position = batch.last_position
             self.pending.append(batch)
@@ -374,7 +393,7 @@ class Leader:
             cursor.advance(recent[0][0])
         while not self.stopping.is_set():
             try:
-                write_quorum = self.node.view.write_quorum
+                write_quorum = self.write_quorum()
                 if write_quorum > 0:
                     reply = self.redis.xread({self.acks_key: cursor.last_id}, count=1000, block=20)
                     rows = reply[0][1] if reply else []
@@ -419,7 +438,7 @@ class Leader:
         with self.lock:
             commit = self.tracker.commit_position(write_quorum)
             if commit > 0:  # a commit of our own term: all before it is held by W members
-                self.settled_quorum = write_quorum if self.settled_quorum is None else min(self.settled_quorum, write_quorum)
+                self._own_commit = True
             ready: list[PendingBatch] = []
             while self.pending and self.pending[0].last_position <= commit:
                 ready.append(self.pending.popleft())

@@ -10,7 +10,6 @@ import re
 import sys
 import threading
 import time
-import uuid
 from typing import Any
 
 import redis as redis_lib
@@ -62,9 +61,9 @@ class Node:
         self.stopping = threading.Event()
         self.stopped = threading.Event()
         self.cycle_done_at = time.monotonic()  # liveness is progress: the loop's, not a thread's
-        # Reports are numbered within this process (boot): the control plane drops one
-        # that arrives after a later one (a slow request), never taking it for news.
-        self.report_boot = uuid.uuid4().hex[:16]
+        # Reports are numbered (boot of the archive, sequence): the control plane drops one
+        # that arrives after a later one (a slow request, a previous process's), never
+        # taking it for news.
         self._report_seq = itertools.count(1)
         self.lease = Lease(duration=0.0)  # renewed by every answered heartbeat, from its send time
         self.snapshot_requested = threading.Event()
@@ -394,7 +393,9 @@ class Node:
             archived, last_term = state.tail
             archive_id, truncations = state.archive_id, state.truncations
         role = self.role
-        settled = role.settled_quorum if isinstance(role, Leader) and role.term == (self.view.term if self.view else -1) else None
+        settled = None
+        if isinstance(role, Leader) and self.view is not None and role.term == self.view.term:
+            settled = role.settled_quorum(self.view.write_quorum)
         return {
             "status": (
                 "starting" if not self.ready
@@ -414,7 +415,7 @@ class Node:
             "stalled_for": round(max(0.0, time.monotonic() - self.cycle_done_at), 3),
             "truncations": truncations,
             "settled_quorum": -1 if settled is None else settled,
-            "report_boot": self.report_boot,
+            "report_boot": str(state.boot) if state is not None and self.ready else "",
             "report_seq": next(self._report_seq),
             "echo_epoch": self.view.report_epoch if self.view else 0,
         }

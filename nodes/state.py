@@ -29,6 +29,7 @@ class NodeState:
         self.engine = Engine()
         self.archive_id = self.log.archive_id()
         self.truncations = self.log.truncations()  # rejoin truncations: reported with the tail
+        self.boot = self.log.count_boot()  # orders this process's reports after its predecessors'
         # The log's tail (position, term), swapped in whole: the heartbeat thread reads
         # both from one moment, never a position from one batch and a term from another.
         self.tail: tuple[int, int] = (0, 0)

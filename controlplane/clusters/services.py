@@ -479,8 +479,9 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
     if node is None or node.status == NodeStatus.REMOVED:
         raise NotEligible(f"node {node_name} has been removed; it must not run")
     cluster = node.cluster
-    if report.report_boot and report.report_boot == node.report_boot and report.report_seq <= node.report_seq:
-        # An older report that arrived after a newer one (a slow request): stale news.
+    if _older_report(node, report):
+        # An older report that arrived after a newer one (a slow request, or one of a
+        # process that has since restarted): stale news, answered but not stored.
         return _node_row(node_name)
     verdict = identity.judge(
         identity.OnFile(node.archive_id, node.archived_position, node.resyncing, node.resync_target, node.truncations),
@@ -505,12 +506,13 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
         "fence_seen": report.fence_seen,
         "stalled_for": report.stalled_for,
         "truncations": report.truncations,
-        "report_boot": report.report_boot,
-        "report_seq": report.report_seq,
+
         "resyncing": verdict.resyncing,
     }
     if report.archive_id:
         fields["archive_id"] = report.archive_id
+    if report.report_boot:
+        fields.update(report_boot=report.report_boot, report_seq=report.report_seq)
     else:
         # A node still opening its archive claims nothing about its log: keep what is on
         # file, and withdraw its vote until it reports a log it has measured.
@@ -530,6 +532,16 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
         if report.settled_quorum >= 0 and report.term == cluster.term and cluster.settled_term < cluster.term:
             _settle(cluster, report.settled_quorum)
     return _node_row(node_name)
+
+
+def _older_report(node: Node, report: HeartbeatReport) -> bool:
+    """Reports of one archive are ordered by (boot of the archive, sequence)."""
+    if not report.report_boot or not node.report_boot or report.archive_id != node.archive_id:
+        return False
+    try:
+        return (int(report.report_boot), report.report_seq) <= (int(node.report_boot), node.report_seq)
+    except ValueError:
+        return False
 
 
 def _settle(cluster: Cluster, used_quorum: int) -> None:

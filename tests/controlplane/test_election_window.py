@@ -19,7 +19,7 @@ ACTOR = services.Actor("test")
 
 
 def heartbeat(name: str, **fields) -> Node:
-    values = {"status": "live", "archive_id": f"archive-of-{name}", "report_boot": f"boot-{name}", **fields}
+    values = {"status": "live", "archive_id": f"archive-of-{name}", "report_boot": "1", **fields}
     return services.record_heartbeat(name, services.HeartbeatReport(**values))
 
 
@@ -67,9 +67,13 @@ def test_an_older_report_arriving_late_is_not_news(cluster):
     heartbeat("alpha-2", archived_position=20, last_term=1, report_seq=6)  # a slow request
     row = Node.objects.get(name="alpha-2")
     assert (row.archived_position, row.resyncing) == (50, False)
-    # A new process (boot) starts its numbers again.
-    heartbeat("alpha-2", archived_position=50, last_term=1, report_seq=1, report_boot="boot-again")
+    # A new process (the archive's next boot) starts its numbers again...
+    heartbeat("alpha-2", archived_position=50, last_term=1, report_seq=1, report_boot="2")
     assert Node.objects.get(name="alpha-2").report_seq == 1
+    # ...and a late report of the process before it is stale news (simulator, seed 5190).
+    heartbeat("alpha-2", archived_position=30, last_term=1, report_seq=9, report_boot="1")
+    row = Node.objects.get(name="alpha-2")
+    assert (row.archived_position, row.resyncing, row.report_boot) == (50, False, "2")
 
 
 def test_a_rejoin_truncation_is_not_an_archive_loss(cluster):

@@ -62,13 +62,18 @@ Faults (faults.py, one kind each, all drawn from the seed):
   followers still counted), Commit rule (acks of removed nodes), Catch-up.
 
 Where the simulation found the brief's protocol wanting, the default `Rules` model the
-fix and a flag restores the behaviour as specified, each with a test in
-test_legacy_rules.py: quorum_window="term" loses committed results (controlplane.py,
-"Election window"); report_order=false and truncation_resyncs=true stall the cluster
-for good (rules.py). Other interpretations are documented where they are made: a
-switchover pause echoed in the leader's reports (controlplane.py), catch-up served only
-by the leader of the follower's own term, and a follower that catches up from the
-leader's archive when the stream shows nothing but the leader holds more (node.py).
+control plane's fix, and flags restore the behaviour as specified and this simulator's
+first fix, each with a test in test_legacy_rules.py: quorum_window="term" loses committed
+results ("settle" is the default, "commit" the first fix; controlplane.py, "Election
+window"); report_order="arrival" and truncation="resync" stall the cluster for good
+("boot" and "count" are the defaults, "start" and "report" the first fixes; rules.py).
+Two flaws of the defaults are shown by failing tests: a late report of a node's previous
+boot is stored as a reset (test_safe_rules.py), and a settle report racing a change of W
+(test_settle_race.py, a directed schedule; settle_report="held" is a proposed fix). Other
+interpretations are documented where they are made: a switchover pause echoed in the
+leader's reports (controlplane.py), catch-up served only by the leader of the follower's
+own term, and a follower that catches up from the leader's archive when the stream shows
+nothing but the leader holds more (node.py).
 Stream reads are atomic Redis calls made in the follower's cycle; their delay is the
 cycle's.
 """

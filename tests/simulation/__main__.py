@@ -39,6 +39,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--stop-on-first", action="store_true", help="stop at the first safety violation")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--findings", metavar="FILE", help="write every failing seed's report to FILE (all of them, not only the first)")
     return parser.parse_args(argv)
 
 
@@ -69,7 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         stop_on_first=args.stop_on_first,
         progress=None if args.quiet else sys.stderr,
     )
+    if args.findings:
+        write_findings(args.findings, summary, rules, options)
     return report(summary, rules, options)
+
+
+def write_findings(path: str, summary: Summary, rules: Rules, options: Options) -> None:
+    """Every finding: a line `seed invariant` each, then each full report with its replay command."""
+    with open(path, "w", encoding="utf-8") as out:
+        for finding in summary.findings:
+            out.write(f"{finding.seed} {finding.invariant}\n")
+        for finding in summary.findings:
+            out.write(f"\n{finding.report}\nreplay: {replay_command(finding.seed, rules, options)}\n")
 
 
 def replay(seed: int, rules: Rules, options: Options, trace: bool) -> int:

@@ -12,12 +12,34 @@ leader needs. The brief (and DESIGN §4) take one: the followers of the term tha
 That is not enough when that term's leader committed nothing of its own: the commits of
 earlier terms are then held only by the quorums of *their* configurations, so after a
 follower was removed or W raised, the next election may hear only from followers that
-never held them (found by this simulator; see test_legacy_rules.py). By default
-("commit") the control plane keeps the history of configurations (W, followers, leader)
-and an election takes every configuration since the one under which the leader last
-confirmed a commit covering everything it had committed (its heartbeats say which:
+never held them (found by this simulator; see test_legacy_rules.py).
+
+By default ("settle") the window is the control plane's (controlplane/clusters/services.py):
+the cluster keeps `term_write_quorum`, the lowest W in force since the window began
+(set_write_quorum lowers it, nothing else), and for each removed node `removed_in_term`,
+the term it was removed in (non-null: still a follower of the window). Installing a leader
+changes neither. The window settles only when the current leader of term E reports, in a
+heartbeat of term E, `settled_quorum` >= 0: the lowest W it computed its commit position
+with since that position first reached a position of its own term. On the first such
+report of term E the control plane sets settled_term = E, term_write_quorum =
+min(settled_quorum, current W), and clears removed_in_term of the nodes removed before
+term E (nodes removed during E still count until the next settle). An election takes as
+followers every non-removed node but the last leader, plus the removed nodes still
+counted, with W = min(term_write_quorum, current W), and the last leader as old leader
+(`_settle_quorum`, `_settle`).
+
+"commit" (this simulator's first fix) keeps the history of configurations (W, followers,
+leader) and an election takes every configuration since the one under which the leader
+last confirmed a commit covering everything it had committed (its heartbeats say which:
 Report.confirmed). Each configuration's quorum must be heard, or vouched for by its
 leader or any later one (`_quorums`).
+
+Report order. By default ("boot") a report whose boot id is the one on file and whose
+sequence number is at or below the one on file is ignored: not stored, but answered (the
+heartbeat endpoint returns the node's row as it is). Any other report is stored, also a
+late one from an earlier boot of the node: boot ids are random, so they say nothing about
+which process came first. "start" (this simulator's first fix) orders (process start,
+sequence) and drops an older report unanswered; "arrival" stores whatever arrives.
 
 Switchover. The leader's report echoes the switchover it paused for, and the target must
 hold the leader's (last term, position), not just its position: a report from an earlier,
@@ -35,6 +57,7 @@ from nodes.protocol.identity import LEADER_REPORTS_FOR_TARGET, Claim, OnFile, ju
 from tests.simulation.node import View
 
 if TYPE_CHECKING:
+    from tests.simulation.node import Node
     from tests.simulation.node import Report as HeartbeatReport
     from tests.simulation.simulator import Simulation
 
@@ -59,6 +82,7 @@ class NodeRecord:
         "reported",
         "resync_target",
         "resyncing",
+        "truncations",
     )
 
     def __init__(self, received_at: int) -> None:
@@ -74,7 +98,8 @@ class NodeRecord:
         self.leader_reports = 0  # leader reports received since this node's reset was seen
         self.paused_for = 0
         self.leading = 0
-        self.last_sent = (0, 0)  # (process start, sequence number) of the report on file
+        self.last_sent = (0, 0)  # (boot id / process start, sequence number) of the report on file
+        self.truncations = 0  # rejoin truncations of its archive, as last reported
 
 
 class Switchover:
@@ -102,6 +127,12 @@ class ControlPlane:
         self.term_config = 0  # the configuration the current term began with
         self.window_start = 0  # "commit" window: oldest configuration an election must respect
         self.election_window = (0, 0)  # "term" window of the term that ended
+        # "settle" window (the control plane's columns): the lowest W in force since the
+        # window began, the term of its last settle, and for each removed node still counted
+        # by elections the term in which it was removed (Node.removed_in_term).
+        self.term_write_quorum = write_quorum
+        self.settled_term = 0
+        self.removed_in_term: dict[int, int] = {}
         self.switchover: Switchover | None = None
         self.next_switchover = 1
         self.refused = 0
@@ -134,7 +165,13 @@ class ControlPlane:
         if node.removed or node.cut_until > sim.now or self.down_until > sim.now:
             return  # never arrives, or is refused: a removed node must not run
         record = self.records[report.node]
-        if sim.rules.report_order:
+        order = sim.rules.report_order
+        if order == "boot":
+            if report.incarnation == record.last_sent[0] and report.seq <= record.last_sent[1]:
+                # Stale news from this process (delayed, or a duplicate): not stored, answered.
+                self._answer(node, report)
+                return
+        elif order == "start":
             sent = (report.incarnation, report.seq)
             if sent <= record.last_sent:
                 return  # older than the report on file (delayed, or a duplicate): its answer is moot too
@@ -149,7 +186,12 @@ class ControlPlane:
                 sim.redis.set_fence(self.term)  # database first, then the fence
             elif report.leading == self.term:
                 self._leader_reported(report)
+        self._answer(node, report)
+
+    def _answer(self, node: Node, report: HeartbeatReport) -> None:
+        """The heartbeat endpoint's answer: restore the fence if Redis lost it, send the role."""
         self.restore_fence()
+        sim = self.sim
         if node.cut_until <= sim.now:
             sim.post(node, node.on_answer, (report.incarnation, report.seq, self.view_for(report.node)))
 
@@ -157,11 +199,14 @@ class ControlPlane:
         """identity.judge on the report: True if it starts a resync, None if refused."""
         sim = self.sim
         on_file = record.position
-        if report.truncated_to is not None and report.archive_id == record.archive_id and not sim.rules.truncation_resyncs:
+        truncation = sim.rules.truncation
+        if truncation == "report" and report.truncated_to is not None and report.archive_id == record.archive_id:
             on_file = min(on_file, report.truncated_to)  # a rejoin cut an uncommitted tail: not a reset
+        # "count": judge takes a position that went back with more truncations as a rejoin.
+        counted = truncation == "count"
         verdict = judge(
-            OnFile(record.archive_id, on_file, record.resyncing, record.resync_target),
-            Claim(report.archive_id, report.position, report.last_term, report.fence_seen),
+            OnFile(record.archive_id, on_file, record.resyncing, record.resync_target, record.truncations if counted else 0),
+            Claim(report.archive_id, report.position, report.last_term, report.fence_seen, report.truncations if counted else 0),
             self.term,
         )
         if verdict.refuse:
@@ -186,6 +231,9 @@ class ControlPlane:
         record.reported = True
         record.paused_for = report.paused_for
         record.leading = report.leading
+        record.truncations = report.truncations
+        if self.sim.rules.report_order == "boot":
+            record.last_sent = (report.incarnation, report.seq)
 
     def _leader_reported(self, report: HeartbeatReport) -> None:
         """Resync targets from the leader's reports, and the election window's start."""
@@ -196,6 +244,19 @@ class ControlPlane:
                     record.resync_target = report.position
         if report.confirmed > self.window_start:
             self.window_start = report.confirmed
+        if self.sim.rules.quorum_window == "settle" and report.settled_quorum >= 0 and self.settled_term < self.term:
+            self._settle(report.settled_quorum)
+
+    def _settle(self, used_quorum: int) -> None:
+        """services._settle: the leader of this term committed a position of its own with at
+        least `used_quorum` (the lowest W it used since) of its followers; every earlier
+        commit is held by those, so the "settle" window starts here. Nodes removed during
+        this term still count until the next settle."""
+        self.settled_term = self.term
+        self.term_write_quorum = min(used_quorum, self.write_quorum)
+        for m in [m for m, term in self.removed_in_term.items() if term < self.term]:
+            del self.removed_in_term[m]
+        self.sim.note("cp", "settles", self.term, self.term_write_quorum)
 
     def view_for(self, node: int) -> View:
         switchover = self.switchover
@@ -248,7 +309,7 @@ class ControlPlane:
         if self.sim.rules.election == "position":
             return self._choose_by_position()
         reports = self._reports()
-        quorums = self._quorums()
+        quorums = self._settle_quorum() if self.sim.rules.quorum_window == "settle" else self._quorums()
         if not quorums:  # nothing was ever led: nothing can have been committed
             quorums = [(Election(self.term, tuple(r.name for r in reports), 1, None), (None,))]
         if not self.sim.rules.report_freshness:
@@ -275,6 +336,19 @@ class ControlPlane:
             first = first or decision
         assert first is not None
         return first
+
+    def _settle_quorum(self) -> list[tuple[Election, tuple[str | None, ...]]]:
+        """services.election_of: the followers are every member but the last leader, and the
+        removed nodes still counted (removed_in_term); W is the lowest since the last settle;
+        the old leader is the last leader."""
+        last = self.last_leader
+        followers = [m for m in self.members if m != last]
+        followers += [m for m in sorted(self.removed_in_term) if m != last]
+        old = f"n{last}" if last is not None else None
+        election = Election(
+            self.term, tuple(f"n{m}" for m in followers), min(self.term_write_quorum, self.write_quorum), old
+        )
+        return [(election, (old,))]
 
     def _quorums(self) -> list[tuple[Election, tuple[str | None, ...]]]:
         """The quorums the election must satisfy, each an election.Election with the leaders
@@ -360,6 +434,7 @@ class ControlPlane:
         if not 1 <= write_quorum <= len(self.members) - 1 or write_quorum == self.write_quorum:
             return False
         self.write_quorum = write_quorum
+        self.term_write_quorum = min(self.term_write_quorum, write_quorum)
         self._configure()
         self.sim.note("cp", "write quorum", write_quorum)
         return True
@@ -369,6 +444,7 @@ class ControlPlane:
         if node == self.leader or node not in self.members or len(self.members) - 2 < max(self.write_quorum, 1):
             return False
         self.members.remove(node)
+        self.removed_in_term[node] = self.term
         self._configure()
         self.sim.note("cp", "removes", f"n{node}")
         return True

@@ -52,7 +52,7 @@ OPERATOR_ACTIONS = frozenset({"switchover", "write_quorum", "remove", "add"})  #
 # deposed: a leader cut off or paused while its followers lag (fenced_delivery);
 # archive-loss: empty restarts, leaders included (archive_identity);
 # quorum: W and membership change between quick failovers (quorum_window);
-# rejoin: deposed leaders truncate at rejoin while archives are lost (truncation_resyncs).
+# rejoin: deposed leaders truncate at rejoin while archives are lost (truncation).
 SCENARIOS: dict[str, dict[str, float]] = {
     "mixed": {},  # every kind
     "failover": {"crash_leader": 4, "pause_leader": 2, "slow": 2, "crash": 2, "cp_outage": 1, "switchover": 0.5},
@@ -271,7 +271,10 @@ class Faults:
         if not node.removed and cp.records[node.idx].archive_id != node.archive_id:
             return False  # the control plane has not even seen the new archive yet
         # Until the election window has moved past it, an election still counts the node.
-        if sim.rules.quorum_window == "commit" and cp.window_start <= config:
+        window = sim.rules.quorum_window
+        if window == "settle" and node.idx in cp.removed_in_term:
+            return False
+        if window == "commit" and cp.window_start <= config:
             return False
         if node.removed and sim.rules.quorum_window == "term" and (cp.term <= term or cp.leader is None):
             return False

@@ -71,7 +71,9 @@ class Report:
         "paused_for",
         "position",
         "seq",
+        "settled_quorum",
         "truncated_to",
+        "truncations",
     )
 
     def __init__(self, node: Node, fence_seen: int, live: bool) -> None:
@@ -83,6 +85,7 @@ class Report:
         self.last_term = node.log[-1][0] if node.log else 0
         self.archive_id = node.archive_id
         self.truncated_to = node.truncated_to  # a rejoin cut the log back to this (None: no)
+        self.truncations = node.truncations  # rejoin truncations of this archive, ever
         self.live = live
         role = node.role
         leads = role is not None and role.leads
@@ -91,6 +94,11 @@ class Report:
         # The configuration under which this leader's commit last covered everything it
         # ever committed (-1: none yet): lets the control plane narrow its election window.
         self.confirmed = role.confirmed if leads else -1
+        # The lowest W this leader has computed its commit position with since that position
+        # first reached one of its own term (-1: not yet): settles the election window.
+        self.settled_quorum = role.settled_quorum if leads else -1
+        if self.settled_quorum >= 0 and node.sim.rules.settle_report == "held" and node.view is not None:
+            self.settled_quorum = min(self.settled_quorum, node.view.write_quorum)
 
 
 class LeaderRole:
@@ -103,6 +111,7 @@ class LeaderRole:
         "confirmed",
         "max_commit",
         "pending",
+        "settled_quorum",
         "term",
         "tracker",
         "unpublished",
@@ -120,6 +129,7 @@ class LeaderRole:
         self.ack_cursor = 0
         self.max_commit = 0
         self.confirmed = -1
+        self.settled_quorum = -1
 
 
 class FollowerRole:
@@ -145,6 +155,7 @@ class Node:
         # Kept with the archive until a report that carried it is answered: the lowest
         # position a rejoin truncated the log to since then (None: no truncation).
         self.truncated_to: int | None = None
+        self.truncations = 0  # rejoin truncations that dropped entries: kept in the archive
         self.alive = False
         self.paused = False
         self.removed = False
@@ -194,6 +205,7 @@ class Node:
         self.log = []
         self.executed = {}
         self.truncated_to = None
+        self.truncations = 0
         self.archive_id = archive_id
 
     def resume(self) -> None:
@@ -227,6 +239,8 @@ class Node:
         for entry in self.log[keep:]:
             if entry[3] == 0:
                 del self.executed[(entry[1], entry[2])]
+        if keep < len(self.log):
+            self.truncations += 1
         del self.log[keep:]
         self.truncated_to = keep if self.truncated_to is None else min(self.truncated_to, keep)
 
@@ -341,7 +355,10 @@ class Node:
             for name, position, term, archive_id in acks[role.ack_cursor :]:
                 tracker.record_ack(name, position, term, archive_id if identity else "")
             role.ack_cursor = len(acks)
-        commit = tracker.commit_position(view.write_quorum)
+        write_quorum = view.write_quorum
+        commit = tracker.commit_position(write_quorum)
+        if commit > 0 and (role.settled_quorum < 0 or write_quorum < role.settled_quorum):
+            role.settled_quorum = write_quorum  # as nodes/leader.py: the lowest W a commit of its own used
         if commit > 0 and commit >= role.max_commit:
             role.max_commit = commit
             role.confirmed = view.version

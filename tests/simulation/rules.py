@@ -1,8 +1,10 @@
 """What the simulated cluster obeys: the safety rules of DESIGN §4, or the old behaviour each replaced.
 
-`Rules()` is the protocol as designed. Each flag restores one old, unsafe behaviour, so a
-test can show that the simulator finds the loss that rule prevents; `Rules.legacy()` turns
-the four old behaviours on together.
+`Rules()` is the protocol as designed, with the control plane's own mechanisms for the three
+rules this simulator found wanting (quorum_window, report_order, truncation). Each other
+value restores an older behaviour: one the brief specified, so that a test can show that
+the simulator finds the loss that rule prevents, or this simulator's first fix of it, kept
+for comparison. `Rules.legacy()` turns the brief's four old behaviours on together.
 """
 
 from __future__ import annotations
@@ -26,22 +28,43 @@ class Rules:
     # as if it still held what it had (a leader restarted empty leads its term from 0).
     archive_identity: bool = True
     # Which quorum history an election must respect (see controlplane.py, "Election window").
+    # "settle": the control plane's rule: the lowest W (term_write_quorum) and the removed
+    #           followers (removed_in_term) since the window last settled, which happens on
+    #           the current leader's first report of its term that its commit position
+    #           reached a position of its own (Report.settled_quorum) (safe; the default).
     # "commit": every W and follower set in force since the leader last confirmed a commit
-    #           under the current configuration (safe).
+    #           under the current configuration (this simulator's first fix, safe).
     # "term":   only those of the term that ended, as the brief and DESIGN §4 word it; unsafe
     #           when W is raised or a follower removed and the next leader commits nothing.
-    quorum_window: str = "commit"
-    # True: the control plane applies a node's reports in the order they were sent (each
-    # carries its process start and sequence number) and drops an older one that arrives
-    # late. False: it keeps whichever arrived last; a late, older report then looks like a
-    # position that went back (a spurious reset that can stall elections for good).
-    report_order: bool = True
-    # False: a node that truncated its log at rejoin says so in its next report (to what
-    # position), and the control plane lowers the position on file before judging, so the
-    # truncation of an uncommitted tail does not make it a new empty replica. True: as
-    # identity.judge alone does, any position that went back is a reset; the node stops
-    # voting until a leader gives it a resync target, which can stall an election for good.
-    truncation_resyncs: bool = False
+    quorum_window: str = "settle"
+    # Which of a node's reports the control plane stores (each report carries its process's
+    # boot id and a sequence number).
+    # "boot":    a first version of the control plane's rule: a report with the boot id on
+    #            file and a sequence at or below the one on file is ignored; boot ids were
+    #            random, so a late report of a previous process was stored (seed 5190 stalls).
+    # "start":   the control plane's rule: (boot of the archive, sequence) ordered, kept in
+    #            the archive, so an older report is dropped also across restarts.
+    # "arrival": whichever arrived last is kept; a late, older report then looks like a
+    #            position that went back (a spurious reset that can stall elections for good).
+    report_order: str = "start"
+    # How a position that went back at a rejoin truncation is told from a reset archive.
+    # "count":  the control plane's rule: each archive keeps a count of rejoin truncations
+    #           (persistent, reset only with the archive), reports carry it, and
+    #           identity.judge takes a position that went back with a higher count than on
+    #           file as a rejoin, not a reset.
+    # "report": this simulator's first fix: the next report says to what position a rejoin
+    #           truncated the log, and the control plane lowers the position on file first.
+    # "resync": as identity.judge did alone: any position that went back is a reset; the node
+    #           stops voting until a leader gives it a resync target, which can stall an
+    #           election for good.
+    truncation: str = "count"
+    # What a leader's settled_quorum says (quorum_window="settle").
+    # "used": a first version: the lowest W it computed its commit position with since that
+    #         position first reached its own term. A W it already holds but has not used
+    #         yet is missed; see test_settle_race.py.
+    # "held": the leader's rule (nodes/leader.py settled_quorum): also every W it has read
+    #         and the W of the view it holds when it builds the report.
+    settle_report: str = "held"
 
     @classmethod
     def legacy(cls) -> Rules:
@@ -69,19 +92,29 @@ class Rules:
         return rules
 
     def validate(self) -> None:
-        if self.election not in ("quorum", "position"):
-            raise ValueError(f"election must be quorum or position, not {self.election!r}")
-        if self.quorum_window not in ("commit", "term"):
-            raise ValueError(f"quorum_window must be commit or term, not {self.quorum_window!r}")
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                choices = ", ".join(allowed[:-1]) + " or " + allowed[-1]
+                raise ValueError(f"{name} must be {choices}, not {value!r}")
 
     def unsafe(self) -> list[str]:
-        """The old behaviours switched on, as `name=value` (empty: all safe)."""
+        """The rules that differ from the default, as `name=value` (empty: the default rules)."""
         safe = Rules()
         return [f"{f.name}={_show(getattr(self, f.name))}" for f in fields(self) if getattr(self, f.name) != getattr(safe, f.name)]
 
     def describe(self) -> str:
-        old = self.unsafe()
-        return "safe rules" if not old else "OLD rules: " + ", ".join(old)
+        changed = self.unsafe()
+        return "default rules" if not changed else "rules changed: " + ", ".join(changed)
+
+
+_CHOICES = {
+    "election": ("quorum", "position"),
+    "quorum_window": ("settle", "commit", "term"),
+    "report_order": ("boot", "start", "arrival"),
+    "truncation": ("count", "report", "resync"),
+    "settle_report": ("used", "held"),
+}
 
 
 def _show(value: object) -> str:

@@ -1,6 +1,8 @@
-"""Each old behaviour (a `Rules` flag) loses a committed result on some seed, and the simulator
-finds it by searching seeds from 0 -- the evidence that each DESIGN §4 rule is needed and
-that the simulator can see its absence."""
+"""Each old behaviour (a `Rules` flag) loses a committed result, or stalls the cluster, on some
+seed, and the simulator finds it by searching seeds from 0 -- the evidence that each DESIGN §4
+rule is needed and that the simulator can see its absence. The simulator's first fixes
+(quorum_window=commit, report_order=start, truncation=report) stay selectable; they are
+checked to hold on the seeds that break the behaviour they replaced."""
 
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ def test_the_four_old_rules_together() -> None:
 def test_reports_applied_in_arrival_order_can_stall_the_cluster() -> None:
     """Without report ordering a late, older report looks like a position that went back: a
     spurious reset. Safety holds, but the cluster may wait for good: a liveness failure."""
-    rules = Rules.parse(["report_order=false"])
+    rules = Rules.parse(["report_order=arrival"])
     for seed in range(SEARCH):
         violation = run_seed(seed, rules).violation
         if violation is not None:
@@ -69,8 +71,34 @@ def test_a_rejoin_truncation_counted_as_a_reset_can_stall_the_cluster() -> None:
     """Regression case found by this simulator (seed 18314, default scenario): a node cut its
     uncommitted tail at rejoin, identity.judge saw its position go back and made it a new
     empty replica; then the leader lost its archive, and with no leader to give it a resync
-    target the election waits for it for good. Reporting the truncation avoids it."""
-    stalled = run_seed(18314, Rules.parse(["truncation_resyncs=true"]))
+    target the election waits for it for good. The archive's truncation count (default), or
+    reporting the truncated position (the first fix), avoids it."""
+    stalled = run_seed(18314, Rules.parse(["truncation=resync"]))
     assert stalled.violation is not None
     assert stalled.violation.invariant == CONVERGENCE, stalled.violation.report()
     assert run_seed(18314).ok
+    assert run_seed(18314, Rules.parse(["truncation=report"])).ok
+
+
+def test_the_window_of_the_term_that_ended_loses_a_committed_result() -> None:
+    """Seed 471 of the quorum scenario (N=2, W=2): W is lowered to 1, n2 removed, n3 added and
+    W raised back to 2; n0, leader of term 1, has committed positions 1-2 and goes silent.
+    n1 leads term 2, commits nothing of its own and goes silent too. The "term" window
+    (term 2's followers n0 and n3 with W=2: one report is enough) elects the empty n3,
+    losing what term 1 committed. Both fixed windows still count term 1's quorum."""
+    options = Options(scenario="quorum")
+    lost = run_seed(471, Rules.parse(["quorum_window=term"]), options)
+    assert lost.violation is not None
+    assert lost.violation.invariant == COMMITTED_RESULTS_SURVIVE, lost.violation.report()
+    assert "n3 starts leading term 3 without the committed log" in lost.violation.detail
+    assert run_seed(471, Rules(), options).ok
+    assert run_seed(471, Rules.parse(["quorum_window=commit"]), options).ok
+
+
+@pytest.mark.parametrize("rule", ["quorum_window=commit", "report_order=start", "truncation=report"])
+def test_the_first_fixes_still_hold(rule: str) -> None:
+    """The simulator's first fixes, kept as flags, still break nothing on the biased schedules."""
+    rules = Rules.parse([rule])
+    for scenario, start in (("quorum", 8_000_000), ("rejoin", 9_000_000)):
+        summary = run_seeds(start, 300, rules, Options(scenario=scenario))
+        assert not summary.safety, summary.safety[0].report
