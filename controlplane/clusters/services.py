@@ -506,13 +506,12 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
         "fence_seen": report.fence_seen,
         "stalled_for": report.stalled_for,
         "truncations": report.truncations,
-
         "resyncing": verdict.resyncing,
     }
-    if report.archive_id:
-        fields["archive_id"] = report.archive_id
     if report.report_boot:
         fields.update(report_boot=report.report_boot, report_seq=report.report_seq)
+    if report.archive_id:
+        fields["archive_id"] = report.archive_id
     else:
         # A node still opening its archive claims nothing about its log: keep what is on
         # file, and withdraw its vote until it reports a log it has measured.
