@@ -561,9 +561,10 @@ def _settle(cluster: Cluster, used_quorum: int) -> None:
 def _count_leader_report(cluster: Cluster, leader_position: int, echoed_epoch: int) -> None:
     """Resync targets (nodes.protocol.identity.covers_reset): a leader report built after a
     node's reset was seen covers every commit its old archive may have helped make."""
-    Node.objects.filter(
-        cluster=cluster, resyncing=True, resync_target__isnull=True, resync_epoch__gt=0, resync_epoch__lte=echoed_epoch
-    ).update(resync_target=leader_position)
+    waiting = Node.objects.filter(cluster=cluster, resyncing=True, resync_target__isnull=True)
+    covered = [pk for pk, reset_epoch in waiting.values_list("pk", "resync_epoch") if identity.covers_reset(echoed_epoch, reset_epoch)]
+    if covered:
+        Node.objects.filter(pk__in=covered, resync_target__isnull=True).update(resync_target=leader_position)
 
 
 def _node_row(node_name: str) -> Node:

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LEADER_REPORTS_FOR_TARGET = 2  # the simulator's older model of covers_reset; to be replaced
+# The simulator still models the earlier, weaker rule (a target from the second leader
+# report received after the reset); the control plane uses covers_reset.
+LEADER_REPORTS_FOR_TARGET = 2
 
 
 def covers_reset(echoed_epoch: int, reset_epoch: int) -> bool:
