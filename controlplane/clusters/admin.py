@@ -286,17 +286,11 @@ class ClusterAdmin(admin.ModelAdmin):
                     messages.SUCCESS,
                 )
             return HttpResponseRedirect(request.get_full_path())
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Make a follower of {cluster} the leader",
-            "cluster": cluster,
-            "candidates": switchover.candidates(cluster),
-            "form": form,
-            "queryset": queryset,
-            "opts": self.model._meta,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, "admin/clusters/assign_leader.html", context)
+        return self._action_page(
+            request, queryset, "admin/clusters/assign_leader.html",
+            title=f"Make a follower of {cluster} the leader", cluster=cluster,
+            candidates=switchover.candidates(cluster), form=form,
+        )  # fmt: skip
 
     @admin.action(description="Force a leader (unsafe, audited)", permissions=["change"])
     def force_leader(self, request, queryset):
@@ -326,18 +320,25 @@ class ClusterAdmin(admin.ModelAdmin):
                     messages.WARNING,
                 )
             return HttpResponseRedirect(request.get_full_path())
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Force a leader of {cluster} (unsafe)",
-            "cluster": cluster,
-            "situation": situation,
-            "options": options,
-            "form": form,
-            "queryset": queryset,
-            "opts": self.model._meta,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, "admin/clusters/force_leader.html", context)
+        return self._action_page(
+            request, queryset, "admin/clusters/force_leader.html",
+            title=f"Force a leader of {cluster} (unsafe)", cluster=cluster,
+            situation=situation, options=options, form=form,
+        )  # fmt: skip
+
+    def _action_page(self, request, queryset, template: str, **context) -> TemplateResponse:
+        """The intermediate page of an admin action that asks before it acts."""
+        return TemplateResponse(
+            request,
+            template,
+            {
+                **self.admin_site.each_context(request),
+                "queryset": queryset,
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                **context,
+            },
+        )
 
 
 class NodeAddForm(forms.ModelForm):

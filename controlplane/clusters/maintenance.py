@@ -47,10 +47,6 @@ def audit(
     )
 
 
-def _name(cluster: Cluster | str) -> str:
-    return cluster.name if isinstance(cluster, Cluster) else cluster
-
-
 def set_paused(cluster: Cluster | str, paused: bool, *, actor: services.Actor, reason: str = "") -> Cluster:
     """Pause (maintenance mode) or resume automatic failover.
 
@@ -61,7 +57,7 @@ def set_paused(cluster: Cluster | str, paused: bool, *, actor: services.Actor, r
     nothing and writes no audit row, so two operators pausing at once give one row.
     """
     with transaction.atomic():
-        locked = Cluster.objects.select_for_update().get(name=_name(cluster))
+        locked = Cluster.objects.select_for_update().get(name=services.cluster_name_of(cluster))
         if locked.paused == paused:
             return locked
         now = services.db_now()
@@ -94,8 +90,8 @@ def set_write_quorum(
 ) -> Cluster:
     """services.set_write_quorum, audited when W changes."""
     with transaction.atomic():
-        before = Cluster.objects.select_for_update().get(name=_name(cluster)).write_quorum
-        changed = services.set_write_quorum(_name(cluster), write_quorum, actor=actor)
+        before = Cluster.objects.select_for_update().get(name=services.cluster_name_of(cluster)).write_quorum
+        changed = services.set_write_quorum(services.cluster_name_of(cluster), write_quorum, actor=actor)
         if before != write_quorum:
             audit(
                 changed,

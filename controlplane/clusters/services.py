@@ -91,7 +91,7 @@ def assign_leader(
     Only for a planned change (a live leader that paused and a target that caught up,
     or a cluster's first leader): with the leader gone, `end_term` + `elect` choose.
     """
-    cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
+    cluster_name = cluster_name_of(cluster)
     node_name = node.name if isinstance(node, Node) else node
     with transaction.atomic():
         locked = Cluster.objects.select_for_update().get(name=cluster_name)
@@ -159,7 +159,7 @@ def end_term(cluster: Cluster | str, *, actor: Actor, reason: str, expected_term
     Commits term + 1 with no leader, then raises the fence: from then on the old leader
     can neither publish nor deliver a result nor count an ack, and the reports the nodes
     send after reading the new fence are the election's votes (`elect`)."""
-    cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
+    cluster_name = cluster_name_of(cluster)
     with transaction.atomic():
         locked = Cluster.objects.select_for_update().get(name=cluster_name)
         check_expectations(locked, expected_term)
@@ -225,13 +225,22 @@ def _report(node: Node, cluster: Cluster, now) -> election.Report:
     )
 
 
+def heard_recently(node: Node, cluster: Cluster, now) -> bool:
+    """Its last heartbeat is within the failover timeout, on the database's clock."""
+    return node.last_heartbeat is not None and (now - node.last_heartbeat).total_seconds() <= cluster.failover_timeout
+
+
+def is_live(node: Node, cluster: Cluster, now=None) -> bool:
+    """Reporting now and serving (live, or a leader draining for a switchover)."""
+    return node.status in (NodeStatus.LIVE, NodeStatus.DRAINING) and heard_recently(node, cluster, now or db_now())
+
+
 def _reports_live(node: Node, cluster: Cluster, now) -> bool:
     """May lead: reporting now, and its loop making progress (a stuck node still votes)."""
     return (
         node.stalled_for <= cluster.failover_timeout
         and node.status == NodeStatus.LIVE
-        and node.last_heartbeat is not None
-        and (now - node.last_heartbeat).total_seconds() <= cluster.failover_timeout
+        and heard_recently(node, cluster, now)
     )
 
 
@@ -249,7 +258,7 @@ def elect(
     so two supervisors (or a supervisor and an operator) never put two leaders in one
     term. `only` elects that node if the rules choose it (an operator's pick), nobody
     otherwise. `force` names a node to elect without the safety rules (audited as such)."""
-    cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
+    cluster_name = cluster_name_of(cluster)
     with transaction.atomic():
         locked = Cluster.objects.select_for_update().get(name=cluster_name)
         check_expectations(locked, expected_term)
@@ -289,7 +298,7 @@ def force_leader(cluster: Cluster | str, node: str, *, actor: Actor, reason: str
     """An operator's unsafe election (Kafka's unclean.leader.election): ends the term if a
     leader still holds it, then elects `node` whatever the rules say; the RoleChange says
     what may be lost. Off unless asked for."""
-    cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
+    cluster_name = cluster_name_of(cluster)
     locked = Cluster.objects.get(name=cluster_name)
     _, reports = election_of(locked)
     target = next((r for r in reports if r.name == node), None)
@@ -309,7 +318,7 @@ def set_write_quorum(cluster: Cluster | str, write_quorum: int, *, actor: Actor,
     """Change W, 0..N. Lowering always works (and the election of this term keeps using
     the lowest W of the term); raising above the live followers would stop every commit,
     so it is refused with the reason."""
-    cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
+    cluster_name = cluster_name_of(cluster)
     with transaction.atomic():
         locked = Cluster.objects.select_for_update().get(name=cluster_name)
         refusal = write_quorum_refusal(locked, write_quorum, live_followers)
@@ -328,8 +337,6 @@ def write_quorum_refusal(cluster: Cluster, write_quorum: int, live_followers: in
     if write_quorum <= cluster.write_quorum:
         return None
     if live_followers is None:
-        from controlplane.clusters.switchover import is_live
-
         live_followers = sum(
             1 for node in cluster.nodes.exclude(role=NodeRole.LEADER).exclude(status=NodeStatus.REMOVED)
             if is_live(node, cluster)
@@ -367,6 +374,11 @@ def remove_node(node: Node | str, *, actor: Actor) -> Node:
         log.warning("%s: node %s removed by %s in term %d", locked.name, target.name, actor.name, locked.term)
         target.refresh_from_db()
         return target
+
+
+def cluster_name_of(cluster: Cluster | str) -> str:
+    """Service functions take a cluster or its name."""
+    return cluster.name if isinstance(cluster, Cluster) else cluster
 
 
 def check_expectations(
@@ -577,7 +589,7 @@ def reconcile_fence(cluster: Cluster | str) -> int | None:
     """Bring a fence that is above the database's term down to it (a Redis that outlived
     its control-plane database), under the cluster's row lock so the term is current.
     Returns the fence it had, or None when it was not above."""
-    cluster_name = cluster.name if isinstance(cluster, Cluster) else cluster
+    cluster_name = cluster_name_of(cluster)
     with transaction.atomic():
         locked = Cluster.objects.select_for_update().get(name=cluster_name)
         previous = lower_fence(streams.connection(), locked.name, max(locked.term, 1)) if locked.term else None

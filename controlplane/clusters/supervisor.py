@@ -26,10 +26,6 @@ log = logging.getLogger("controlplane.supervisor")
 STARTUP_GRACE = 3  # failover timeouts a newly made leader has to send its first report
 
 
-def is_silent(node: Node, now, timeout: float) -> bool:
-    return node.last_heartbeat is None or (now - node.last_heartbeat).total_seconds() > timeout
-
-
 def mark_offline(cluster: Cluster, now) -> list[str]:
     cutoff = now - timedelta(seconds=cluster.failover_timeout)
     silent = Node.objects.filter(
@@ -139,7 +135,7 @@ def _leader_is_live(cluster: Cluster, leader: Node, nodes: list[Node], now) -> s
     live = sum(
         1
         for n in nodes
-        if n.pk != leader.pk and n.status == NodeStatus.LIVE and not is_silent(n, now, cluster.failover_timeout)
+        if n.pk != leader.pk and n.status == NodeStatus.LIVE and services.heard_recently(n, cluster, now)
     )
     if live < cluster.write_quorum:
         status = ClusterStatus.DEGRADED

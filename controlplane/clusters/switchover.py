@@ -38,13 +38,7 @@ class Eligibility:
     status: str
 
 
-def is_live(node: Node, cluster: Cluster, now=None) -> bool:
-    now = now or services.db_now()
-    return (
-        node.status in (NodeStatus.LIVE, NodeStatus.DRAINING)
-        and node.last_heartbeat is not None
-        and (now - node.last_heartbeat).total_seconds() <= cluster.failover_timeout
-    )
+is_live = services.is_live  # one definition of live, shared with the elections
 
 
 def replica_count_refusal(cluster: Cluster, wanted: int) -> str | None:
