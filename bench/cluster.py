@@ -38,6 +38,7 @@ django.setup()
 import psycopg  # noqa: E402
 import redis as redis_lib  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from archive import keys  # noqa: E402
@@ -228,14 +229,23 @@ class LocalCluster:
             self.locations.append(location)
         services.assign_leader(cluster, self.names[0], actor=services.Actor("bench"), reason="benchmark")
         log = open(workdir / "web.log", "ab")  # noqa: SIM115 - lives as long as the server
+        # DEBUG off (as in production: no query log growing in memory), so a key of its own.
+        web_env = {**os.environ, "DEBUG": "false", "SECRET_KEY": uuid.uuid4().hex * 2}
         self.web = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=web_env,
         )  # fmt: skip
         self.nodes = LocalNodes(f"http://127.0.0.1:{self.port}", settings.REDIS_URL, workdir, env=env)
-        for node in self.names:
-            self.nodes.start(node, self.secrets[node])
-        self.wait(lambda: Node.objects.filter(cluster__name=self.name, status="live").count() == 3, 90, "3 live nodes")
+        try:
+            for node in self.names:
+                self.nodes.start(node, self.secrets[node])
+            self.wait(
+                lambda: Node.objects.filter(cluster__name=self.name, status="live").count() == 3,
+                90, f"3 live nodes (see the logs in {workdir})",
+            )  # fmt: skip
+        except BaseException:
+            self.close()
+            raise
 
     @staticmethod
     def wait(predicate, timeout: float, what: str) -> None:
@@ -299,6 +309,7 @@ def main() -> None:
     replicas = [int(r) for r in args.replicas.split(",")]
     env = {"NODE_SNAPSHOT_EVERY": "0", "NODE_GC": os.environ.get("NODE_GC", "freeze")}
     workdir = Path(tempfile.mkdtemp(prefix="tec-bench-"))
+    call_command("migrate", verbosity=0)  # the control plane's tables, on a fresh database
     say = (lambda *a: None) if args.json else print
     say(f"starting a control plane and 3 nodes (logs in {workdir}) ...")
     cluster = LocalCluster(workdir, env)
