@@ -1,7 +1,7 @@
 """The archive: a node's event log and snapshots on PostgreSQL, fenced publishing on Redis streams."""
 
 from archive.deadletter import DeadLetters, dead_letter_counts
-from archive.entries import LogEntry, Snapshot, SnapshotInfo
+from archive.entries import LogEntry, LogSize, Snapshot, SnapshotInfo
 from archive.errors import (
     ArchiveError,
     ArchiveUnavailableError,
@@ -39,6 +39,7 @@ __all__ = [
     "FencedWrites",
     "LogEntry",
     "LogGapError",
+    "LogSize",
     "PostgresEventLog",
     "PostgresSnapshotStore",
     "RangeUnavailableError",

@@ -34,3 +34,15 @@ class SnapshotInfo(NamedTuple):
     digest: str
     size: int
     created_at: datetime
+
+
+class LogSize(NamedTuple):
+    """How much of the log an archive holds: positions first..last and its bytes on disk."""
+
+    first: int  # 0 when the log is empty
+    last: int
+    bytes: int  # event log and snapshots, as the database stores them
+
+    @property
+    def events(self) -> int:
+        return self.last - self.first + 1 if self.last else 0

@@ -11,7 +11,7 @@ from typing import NoReturn
 import psycopg
 from psycopg.rows import args_row
 
-from archive.entries import LogEntry
+from archive.entries import LogEntry, LogSize
 from archive.errors import (
     ArchiveUnavailableError,
     CorruptEntryError,
@@ -159,7 +159,55 @@ class PostgresEventLog(PostgresStore):
             cur.execute(f"DELETE FROM {EVENT_TABLE} WHERE position < %s", (position,))
             return cur.rowcount
 
+    def start_at(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        first = entries[0]
+        _validate_batch(entries, first.position - 1, first.term)
+        with self._writer() as cur:
+            # Under the writer lock: no append can slip in between the check and the COPY.
+            cur.execute(_SELECT_TAIL)
+            row = cur.fetchone()
+            if row is not None:
+                tail = row[0]
+                raise LogGapError(
+                    f"cannot start the log at {first.position}: it is not empty (tail {tail})",
+                    tail=tail,
+                    first=first.position,
+                )
+            try:
+                with cur.copy(_COPY) as copy:
+                    copy.write(_binary_copy_data(entries))
+            except _CORRUPT as exc:
+                raise CorruptEntryError(f"a field of the batch cannot be stored: {exc}") from exc
+        last = entries[-1]
+        self._tail = (last.position, last.term)
+
+    def renew(self) -> str:
+        with self._writer() as cur:
+            # TRUNCATE, not DELETE: constant time however long the log was.
+            cur.execute(f"TRUNCATE {EVENT_TABLE}, {SNAPSHOT_TABLE}")
+            cur.execute(
+                f"UPDATE {META_TABLE} SET truncations = 0, "
+                "archive_id = md5(random()::text || clock_timestamp()::text) RETURNING archive_id"
+            )
+            row = cur.fetchone()
+        self._tail = (0, 0)
+        return str(row[0])
+
     # -- reading -----------------------------------------------------------------------
+
+    def size(self) -> LogSize:
+        row = (
+            self._connection()
+            .execute(
+                f"SELECT min(position), max(position), pg_total_relation_size('{EVENT_TABLE}') "
+                f"+ pg_total_relation_size('{SNAPSHOT_TABLE}') FROM {EVENT_TABLE}"
+            )
+            .fetchone()
+        )
+        first, last, size = row
+        return LogSize(first or 0, last or 0, int(size or 0))
 
     def tail(self) -> tuple[int, int]:
         if self._tail is None:

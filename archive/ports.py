@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from archive.entries import LogEntry, Snapshot, SnapshotInfo
+from archive.entries import LogEntry, LogSize, Snapshot, SnapshotInfo
 
 
 class EventLog(Protocol):
@@ -60,6 +60,25 @@ class EventLog(Protocol):
         nothing deleted) if position is above the latest snapshot's position (replay from it
         needs those entries) or above keep_from_bound, the lowest position any follower
         still needs. With no snapshot, nothing can be deleted."""
+        ...
+
+    def size(self) -> LogSize:
+        """The positions the log holds (first..last: retention moves first up) and the
+        archive's bytes on disk (events and snapshots)."""
+        ...
+
+    def start_at(self, entries: Sequence[LogEntry]) -> None:
+        """Begin an empty log at entries[0].position instead of 1: the entry at a snapshot's
+        position and those after it, when a node installs that snapshot (the snapshot holds
+        the state of every entry before). Like append() otherwise. LogGapError (nothing
+        written) if the log is not empty."""
+        ...
+
+    def renew(self) -> str:
+        """Make this a new, empty archive: delete every entry and snapshot and give it a new
+        archive id (returned), in one transaction. What a node does before installing a
+        snapshot: it no longer holds what it acknowledged before (DESIGN §4 "Archive
+        identity"), and says so by its new id."""
         ...
 
     def close(self) -> None:

@@ -55,3 +55,16 @@ def test_truncation_drops_snapshots_past_the_cut(
     snapshots.save(90, 1, "d90", b"s")
     log.truncate_after(70)
     assert [i.position for i in snapshots.list()] == [50]
+
+
+def test_size_counts_the_positions_held_and_the_bytes(
+    log: PostgresEventLog, snapshots: PostgresSnapshotStore
+) -> None:
+    empty = log.size()
+    assert (empty.first, empty.last, empty.events) == (0, 0, 0)
+    log.append(make_entries(1, 100))
+    snapshots.save(80, 1, "d", b"s")
+    log.delete_before(60, keep_from_bound=100)
+    size = log.size()
+    assert (size.first, size.last, size.events) == (60, 100, 41)
+    assert size.bytes > empty.bytes > 0
