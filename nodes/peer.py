@@ -15,7 +15,7 @@ import uuid
 import redis as redis_lib
 
 from archive import DeadLetters, PostgresEventLog, publish_replay
-from archive.keys import PREFIX
+from archive.keys import tagged
 from nodes import wire
 from nodes.engine import decode_events, event_to_dict
 from nodes.rejoin import term_ranges
@@ -28,11 +28,11 @@ class PeerUnavailable(Exception):
 
 
 def requests_key(cluster: str, node: str) -> str:
-    return f"{PREFIX}:{cluster}:requests:{node}"
+    return f"{tagged(cluster)}:requests:{node}"
 
 
 def ask(redis: redis_lib.Redis, cluster: str, peer_name: str, op: str, timeout: float, **args) -> object:
-    answer_key = f"{PREFIX}:{cluster}:answer:{uuid.uuid4().hex}"
+    answer_key = f"{tagged(cluster)}:answer:{uuid.uuid4().hex}"
     redis.xadd(
         requests_key(cluster, peer_name),
         {"op": op, "answer": answer_key, "args": wire.encode(args)},
@@ -87,7 +87,7 @@ class PeerService:
             op = fields[b"op"].decode()
             answer_key = fields[b"answer"].decode()
             args = wire.decode(fields[b"args"])
-            if not isinstance(args, dict) or not answer_key.startswith(f"{PREFIX}:{self.node.view.cluster}:answer:"):
+            if not isinstance(args, dict) or not answer_key.startswith(f"{tagged(self.node.view.cluster)}:answer:"):
                 raise ValueError("not a peer request")
         except Exception as error:  # poison: set aside, never answered, never retried
             DeadLetters(self.node.redis, self.node.view.cluster, self.node.config.name).set_aside(

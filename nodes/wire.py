@@ -1,12 +1,12 @@
 """How commands and results travel between clients and the leader over Redis.
 
-Command stream `tec:{cluster}:commands`: one entry per client batch, fields
+Command stream `tec:{CLUSTER}:commands` (braces included: the hash tag, archive.keys): one entry per client batch, fields
   r = the client's reply list key, c = msgpack list of engine-encoded commands.
 Reply list: one message per command-stream entry, msgpack
   [entry_id, [[status, first_position, [event payloads], error], ...]] in command order,
 with status one of the RESULT_* codes below.
-Ack stream `tec:{cluster}:acks`: followers add {n: node, p: archived position, t: term}.
-Commit hash `tec:{cluster}:commit`: the leader's view of commits, for clients and operators.
+Ack stream `tec:{CLUSTER}:acks`: followers add {n: node, p: archived position, t: term}.
+Commit hash `tec:{CLUSTER}:commit`: the leader's view of commits, for clients and operators.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 
 import msgspec
 
-from archive.keys import PREFIX, keys
+from archive.keys import keys
 
 RESULT_COMMITTED = 0  # the command's own events, committed
 RESULT_DUPLICATE = 1  # processed before: the payloads are the original result
@@ -42,20 +42,19 @@ def events_key(cluster: str, term: int) -> str:
 
 
 def commands_key(cluster: str) -> str:
-    keys(cluster)  # validates the name
-    return f"{PREFIX}:{cluster}:commands"
+    return f"{keys(cluster).base}:commands"
 
 
 def acks_key(cluster: str) -> str:
-    return f"{PREFIX}:{cluster}:acks"
+    return f"{keys(cluster).base}:acks"
 
 
 def commit_key(cluster: str) -> str:
-    return f"{PREFIX}:{cluster}:commit"
+    return f"{keys(cluster).base}:commit"
 
 
 def reply_key(cluster: str, client_id: str) -> str:
-    return f"{PREFIX}:{cluster}:reply:{client_id}"
+    return f"{keys(cluster).base}:reply:{client_id}"
 
 
 def parse_command_entry(cluster: str, fields: dict) -> tuple[str, list[bytes]]:

@@ -22,6 +22,7 @@ from django.contrib.auth.models import User
 from django.db import connection, connections
 from django.utils import timezone
 
+from archive import keys
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, Node, NodeStatus, OperatorAction
 from nodes import wire
@@ -98,7 +99,7 @@ def world(transactional_db):
     yield Cluster.objects.get(pk=cluster.pk)
     nodes.stop.set()
     nodes.join(5)
-    nodes.redis.delete(wire.commit_key(CLUSTER), f"tec:{CLUSTER}:fence")
+    nodes.redis.delete(wire.commit_key(CLUSTER), keys(CLUSTER).fence)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import redis
 from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from archive import keys
 from controlplane import health, metrics
 from controlplane.clusters import supervisor
 from nodes import wire
@@ -75,7 +76,7 @@ def test_readyz_says_when_redis_is_down(client, cluster, monkeypatch):
 def commit_hash(cluster):
     client = redis.Redis.from_url(settings.REDIS_URL)
     key = wire.commit_key(cluster.name)
-    counts = f"tec:{cluster.name}:deadletter:counts"
+    counts = keys(cluster.name).deadletter_counts
     client.delete(key, counts)
     yield client, key, counts
     client.delete(key, counts)

@@ -105,7 +105,7 @@ def test_poison_entries_on_every_stream_are_set_aside_and_the_loop_goes_on(
     logged = {node: len(log_text(cluster, node)) for node in (leader, follower)}
 
     reply = wire.reply_key(name, f"poisoner-{uuid.uuid4().hex[:8]}")
-    victim = f"tec:{name}:not-a-reply-list"
+    victim = f"{keys(name).base}:not-a-reply-list"
     intruder = PlaceOrder(
         client_id="intruder", client_seq=1, account="x", symbol="ACME", side=1, qty=1, price=990
     )
