@@ -68,6 +68,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Oversized bodies (413) and NUL in URLs (400) are refused before any view runs.
+    "controlplane.middleware.RejectHostileRequests",
     # Static files (admin, Swagger UI) straight from the WSGI process, compressed and cached.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -119,7 +121,12 @@ _COLLECTED = STATIC_ROOT.is_dir()
 WHITENOISE_USE_FINDERS = DEBUG or not _COLLECTED
 WHITENOISE_AUTOREFRESH = DEBUG or not _COLLECTED
 
+# The largest request body (a batch of 10,000 commands is about 1.5 MB): larger gets 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
+
 REST_FRAMEWORK = {
+    # JSON only, checked once for every endpoint (controlplane/clusters/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["controlplane.clusters.api.parsers.StrictJSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first so that an API client without credentials gets 401 with a
         # WWW-Authenticate header rather than 403.
@@ -156,6 +163,10 @@ SPECTACULAR_SETTINGS = {
         "CommandResultStatusEnum": ["committed", "duplicate", "error"],
     },
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "controlplane.clusters.api.schema.document_common_errors",
+    ],
 }
 
 # Celery: the nodes are Celery workers; control messages travel as tasks on Redis.

@@ -192,6 +192,8 @@ def _check_field(name: str, value: Any) -> Any:
             raise ValueError("must be a non-empty string")
         if len(value) > 128:
             raise ValueError("must be at most 128 characters")
+        if not value.isprintable():
+            raise ValueError("must not contain control characters (NUL, newlines, ...)")
         return value
     if name in _INT_FIELDS or name in _OPTIONAL_INT_FIELDS:
         if value is None and name in _OPTIONAL_INT_FIELDS:

@@ -92,6 +92,7 @@ def authenticate_node(request, name: str) -> Node:
 class NodeHeartbeatView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    metadata_class = None  # no OPTIONS answer to whoever asks: only POST, with the node's secret
 
     def get_authenticate_header(self, request) -> str:
         return f'{NODE_AUTH_SCHEME} realm="nodes"'  # makes a missing secret a 401, not a 403

@@ -42,9 +42,9 @@ def _as_if(cluster: Cluster, **values) -> Cluster:
 
 
 class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    leader = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    leader = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     last_leader = serializers.SlugRelatedField(
-        slug_field="name", read_only=True, help_text="The leader of the last term that had one."
+        slug_field="name", read_only=True, allow_null=True, help_text="The leader of the last term that had one."
     )
     nodes = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     write_quorum = serializers.IntegerField(
@@ -207,8 +207,8 @@ class RegisteredNodeSerializer(NodeSerializer):
 
 class RoleChangeSerializer(serializers.ModelSerializer):
     cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    old_leader = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    new_leader = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    old_leader = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    new_leader = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = RoleChange
@@ -291,7 +291,7 @@ class PauseSerializer(StrictFieldsMixin, serializers.Serializer):
 
 class OperatorActionSerializer(serializers.ModelSerializer):
     cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    node = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    node = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = OperatorAction

@@ -18,6 +18,6 @@ router.register("role-changes", RoleChangeViewSet)
 router.register("operator-actions", OperatorActionViewSet)
 
 urlpatterns = [
-    path("nodes/<str:name>/heartbeat/", NodeHeartbeatView.as_view(), name="node-heartbeat"),
+    path("nodes/<slug:name>/heartbeat/", NodeHeartbeatView.as_view(), name="node-heartbeat"),
     *router.urls,
 ]

@@ -38,6 +38,11 @@ from controlplane.clusters.api.serializers import (
 from controlplane.clusters.models import Cluster, Node, OperatorAction, RoleChange
 from nodes import peer
 
+# URL parts are matched tightly, so that a name PostgreSQL cannot hold (NUL, 200 characters)
+# or a number past 64 bits is a 404, never a query that fails (DESIGN: no 500 from input).
+NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
+INT64_PATTERN = r"[0-9]{1,18}"
+
 
 def ask_leader(cluster: Cluster, op: str, **args):
     """A read-only request to the cluster's leader over Redis (nodes/peer.py)."""
@@ -95,7 +100,7 @@ class ClusterReadsMixin:
         return Response(depth)
 
     @extend_schema(responses={200: OrderStatusSerializer, 404: DetailSerializer, 503: DetailSerializer})
-    @action(detail=True, methods=["get"], url_path=r"orders/(?P<order_id>[0-9]+)")
+    @action(detail=True, methods=["get"], url_path=rf"orders/(?P<order_id>{INT64_PATTERN})")
     def order(self, request, name=None, order_id=None):
         """An order's status: resting (with its remaining quantity) or closed."""
         found = ask_leader(self.get_object(), "order", order_id=int(order_id))
@@ -123,6 +128,7 @@ class ClusterViewSet(
     queryset = Cluster.objects.select_related("leader", "last_leader").prefetch_related("nodes")
     serializer_class = ClusterSerializer
     lookup_field = "name"
+    lookup_value_regex = NAME_PATTERN
 
     def _change_leader(self, request, serializer_class, default_reason: str) -> Response:
         cluster = self.get_object()
@@ -266,6 +272,7 @@ class NodeViewSet(
     queryset = Node.objects.select_related("cluster")
     serializer_class = NodeSerializer
     lookup_field = "name"
+    lookup_value_regex = NAME_PATTERN
     filterset_fields = ["cluster"]
 
     def get_queryset(self):
@@ -306,6 +313,7 @@ class NodeViewSet(
 @by_cluster("role changes")
 class RoleChangeViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = RoleChange.objects.select_related("cluster", "old_leader", "new_leader")
+    lookup_value_regex = INT64_PATTERN
     serializer_class = RoleChangeSerializer
 
     def get_queryset(self):
@@ -320,6 +328,7 @@ class OperatorActionViewSet(viewsets.ReadOnlyModelViewSet):
     replicas, node registration and removal, snapshots); `?cluster=NAME` filters."""
 
     queryset = OperatorAction.objects.select_related("cluster", "node")
+    lookup_value_regex = INT64_PATTERN
     serializer_class = OperatorActionSerializer
 
     def get_queryset(self):
