@@ -20,8 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from redis import Redis
+from redis.exceptions import NoScriptError
 
 from archive.keys import keys
+from archive.redisconn import DirectConnection
 
 # The verdict of nodes.protocol.fencing.check, in Lua. Returns nil when the fence is at
 # the term; otherwise the verdict and the fence (or '').
@@ -102,9 +104,15 @@ return {'ok', ''}
 
 
 class FencedWrites:
-    """The fenced writes of one cluster's nodes; each returns (verdict, fence or None)."""
+    """The fenced writes of one cluster's nodes; each returns (verdict, fence or None).
+
+    Each write also comes as a command (`*_command(line, ...)`) for a node's hot loop to
+    send on its own DirectConnection, alone or pipelined with its next read; `verdict()`
+    reads its reply.
+    """
 
     def __init__(self, redis: Redis, cluster: str) -> None:
+        self._redis = redis
         self._fence_key = keys(cluster).fence
         self._deliver = redis.register_script(_DELIVER)
         self._acknowledge = redis.register_script(_ACKNOWLEDGE)
@@ -119,26 +127,74 @@ class FencedWrites:
         group: str,
         command_ids: Sequence[bytes],
         reply_ttl: int,
+        line: DirectConnection | None = None,
     ) -> tuple[str, int | None]:
         """Push each client's result messages and acknowledge the commands, if the fence
         is at `term`; nothing at all otherwise."""
+        command = self.deliver_command(
+            line or DirectConnection(self._redis), term, replies,
+            commands_key=commands_key, group=group, command_ids=command_ids, reply_ttl=reply_ttl,
+        )  # fmt: skip
+        return self._run(line, command)
+
+    def deliver_command(
+        self,
+        line: DirectConnection,
+        term: int,
+        replies: Mapping[str, Sequence[bytes]],
+        *,
+        commands_key: str,
+        group: str,
+        command_ids: Sequence[bytes],
+        reply_ttl: int,
+    ) -> tuple:
         args: list = [term, group, reply_ttl, len(command_ids), *command_ids]
         for messages in replies.values():
             args.append(len(messages))
             args.extend(messages)
-        return _verdict(self._deliver(keys=[self._fence_key, commands_key, *replies], args=args))
+        return line.evalsha(self._deliver, [self._fence_key, commands_key, *replies], args)
 
-    def status(self, term: int, key: str, mapping: Mapping[str, object]) -> tuple[str, int | None]:
+    def status(
+        self, term: int, key: str, mapping: Mapping[str, object], line: DirectConnection | None = None
+    ) -> tuple[str, int | None]:
         """Write the leader's commit status hash if the fence is at `term`: a deposed
         leader's stale status never overwrites its successor's."""
-        return _verdict(self._status(keys=[self._fence_key, key], args=_status_args(term, mapping)))
+        return self._run(line, self.status_command(line or DirectConnection(self._redis), term, key, mapping))
 
-    def acknowledge(self, term: int, acks_key: str, fields: Mapping[str, object], maxlen: int = 1000) -> tuple[str, int | None]:
+    def status_command(self, line: DirectConnection, term: int, key: str, mapping: Mapping[str, object]) -> tuple:
+        return line.evalsha(self._status, [self._fence_key, key], _status_args(term, mapping))
+
+    def acknowledge(
+        self,
+        term: int,
+        acks_key: str,
+        fields: Mapping[str, object],
+        maxlen: int = 1000,
+        line: DirectConnection | None = None,
+    ) -> tuple[str, int | None]:
         """Add a follower's ack {fields} to the ack stream if the fence is at `term`."""
+        return self._run(line, self.acknowledge_command(line or DirectConnection(self._redis), term, acks_key, fields, maxlen))
+
+    def acknowledge_command(
+        self, line: DirectConnection, term: int, acks_key: str, fields: Mapping[str, object], maxlen: int = 1000
+    ) -> tuple:
         args: list = [term, maxlen]
         for name, value in fields.items():
             args.extend((name, value))
-        return _verdict(self._acknowledge(keys=[self._fence_key, acks_key], args=args))
+        return line.evalsha(self._acknowledge, [self._fence_key, acks_key], args)
+
+    def _run(self, line: DirectConnection | None, command: tuple) -> tuple[str, int | None]:
+        if line is not None:
+            return verdict(_call_loading(line, command))
+        script = {s.sha: s for s in (self._deliver, self._acknowledge, self._status)}[command[1]]
+        return verdict(script(keys=command[3 : 3 + command[2]], args=command[3 + command[2] :]))
+
+
+def _call_loading(line: DirectConnection, command: tuple):
+    try:
+        return line.call(*command)
+    except NoScriptError:
+        return line.call(*command)  # the connection loaded its scripts
 
 
 def _status_args(term: int, mapping: Mapping[str, object]) -> list:
@@ -148,7 +204,8 @@ def _status_args(term: int, mapping: Mapping[str, object]) -> list:
     return args
 
 
-def _verdict(reply) -> tuple[str, int | None]:
+def verdict(reply) -> tuple[str, int | None]:
+    """(verdict, fence or None) from the reply of a fenced write."""
     status, fence = reply
     status = status.decode() if isinstance(status, bytes) else str(status)
     fence = fence.decode() if isinstance(fence, bytes) else fence

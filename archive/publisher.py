@@ -9,6 +9,7 @@ from redis import Redis
 from archive.entries import LogEntry
 from archive.errors import FencedError, StaleEntryError
 from archive.keys import keys
+from archive.redisconn import DirectConnection
 from archive.streamformat import EVENTS, FIRST, TERM, encode_events, entry_id
 
 # KEYS: fence, stream. ARGV: term, entry id, trim MINID (0: no trimming), then field/value
@@ -66,6 +67,7 @@ class RedisEventPublisher:
         maxlen: int = 500_000,
         *,
         stream_key: str | None = None,
+        line: DirectConnection | None = None,
     ) -> None:
         cluster_keys = keys(cluster)
         self._redis = redis
@@ -73,6 +75,7 @@ class RedisEventPublisher:
         self.stream_key = stream_key or cluster_keys.events
         self._maxlen = maxlen
         self._script = redis.register_script(_PUBLISH)
+        self._line = line or DirectConnection(redis)  # a loop may share its own
 
     def publish(self, term: int, entries: Sequence[LogEntry]) -> None:
         if not entries:
@@ -82,19 +85,10 @@ class RedisEventPublisher:
         if last - first + 1 != len(entries):
             raise ValueError(f"batch {first}..{last} of {len(entries)} entries is not contiguous")
         minid = last - self._maxlen + 1 if self._maxlen > 0 else 0
-        status, detail = self._script(
-            keys=[self._fence_key, self.stream_key],
-            args=[
-                term,
-                entry_id(last),
-                max(minid, 0),
-                TERM,
-                term,
-                FIRST,
-                first,
-                EVENTS,
-                encode_events(entries),
-            ],
+        status, detail = self._line.script_call(
+            self._script,
+            [self._fence_key, self.stream_key],
+            [term, entry_id(last), max(minid, 0), TERM, term, FIRST, first, EVENTS, encode_events(entries)],
         )
         if status == b"ok":
             return

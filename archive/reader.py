@@ -6,6 +6,7 @@ from redis import Redis
 
 from archive.entries import LogEntry
 from archive.errors import TrimmedError
+from archive.redisconn import DirectConnection, stream_entries
 from archive.streamformat import EVENTS, FIRST, decode_events, entry_id, position_of
 
 
@@ -16,10 +17,11 @@ class RedisEventReader:
     block_ms <= 0 polls without blocking. The Redis client must not decode responses.
     """
 
-    def __init__(self, redis: Redis, stream_key: str) -> None:
+    def __init__(self, redis: Redis, stream_key: str, line: DirectConnection | None = None) -> None:
         if redis.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisEventReader needs a Redis client with decode_responses=False")
         self._redis = redis
+        self._line = line or DirectConnection(redis)  # the reads; a loop may share its own
         self.stream_key = stream_key
         # Entries that could not be decoded, skipped: (entry id, reason, raw fields). The
         # caller sets them aside (archive.deadletter) and empties the list.
@@ -27,21 +29,25 @@ class RedisEventReader:
         self._past_poison: bytes | None = None  # the last poison entry read: read after it
 
     def read(self, after_position: int, block_ms: int, count: int) -> list[LogEntry]:
+        reply = self._line.call(*self.read_command(after_position, block_ms, count))
+        return self.entries(reply, after_position)
+
+    def read_command(self, after_position: int, block_ms: int, count: int) -> tuple:
+        """The XREAD of read(), to send on a DirectConnection (pipelined with an ack)."""
         start = entry_id(after_position)
         if self._past_poison is not None and _id(self._past_poison) > (after_position, 0):
             # Poison after our position was set aside already: read past it, or the
             # read would return it at once, every time, instead of waiting.
             start = self._past_poison
-        reply = self._redis.xread(
-            {self.stream_key: start},
-            count=count,
-            block=block_ms if block_ms > 0 else None,
-        )
-        if not reply:
-            return []
+        if block_ms > 0:
+            return ("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", self.stream_key, start)
+        return ("XREAD", "COUNT", count, "STREAMS", self.stream_key, start)
+
+    def entries(self, reply, after_position: int) -> list[LogEntry]:
+        """The events after `after_position` in the raw reply of read_command()."""
         expected = after_position + 1
         events: list[LogEntry] = []
-        for stream_id, fields in reply[0][1]:
+        for stream_id, fields in stream_entries(reply):
             try:
                 first, batch = _checked_batch(stream_id, fields)
             except (KeyError, ValueError, TypeError) as error:

@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 
 import redis as redis_lib
 
+from archive.redisconn import DirectConnection
 from nodes import wire
 from nodes.engine import decode_event, encode_command
+
+RECEIVE_COUNT = 1000  # replies taken in one round trip
 
 
 class SubmitError(Exception):
@@ -75,6 +78,10 @@ class ClusterClient:
         self.commands_key = wire.commands_key(cluster)
         # One reply list per client object, so concurrent clients never steal replies.
         self.reply_key = wire.reply_key(cluster, f"{self.client_id}-{uuid.uuid4().hex[:8]}")
+        # Connections of our own, without redis-py's per-call cost (archive.redisconn):
+        # one thread may send while another receives.
+        self._send_line = DirectConnection(self.redis)
+        self._receive_line = DirectConnection(self.redis)
         self._seq = time.time_ns() // 1000
         self._outstanding: dict[str, int] = {}
         self._results: dict[str, list[CommandResult]] = {}
@@ -98,24 +105,23 @@ class ClusterClient:
         return self.send_encoded([encode_command(command) for command in commands])
 
     def send_encoded(self, encoded: Sequence[bytes]) -> str:
-        entry_id = self.redis.xadd(
-            self.commands_key, {"r": self.reply_key, "c": wire.encode(list(encoded))}
+        entry_id = self._send_line.call(
+            "XADD", self.commands_key, "*", "r", self.reply_key, "c", wire.encode(list(encoded))
         )
         entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         self._outstanding[entry_id] = len(encoded)
         return entry_id
 
     def receive(self, timeout: float) -> list[tuple[str, list[CommandResult]]]:
-        """Results that arrived within `timeout`: (entry id, results) per command batch."""
-        reply = self.redis.blpop([self.reply_key], timeout=max(timeout, 0.001))
+        """Results that arrived within `timeout`: (entry id, results) per command batch.
+        One round trip takes every reply waiting (BLMPOP ... COUNT)."""
+        reply = self._receive_line.call(
+            "BLMPOP", f"{max(timeout, 0.001):.3f}", 1, self.reply_key, "LEFT", "COUNT", RECEIVE_COUNT
+        )
         if reply is None:
             return []
-        messages = [reply[1]]
-        more = self.redis.lpop(self.reply_key, 1000)
-        if more:
-            messages.extend(more)
         out = []
-        for message in messages:
+        for message in reply[1]:
             entry_id, results = wire.decode(message)
             if self._outstanding.pop(entry_id, None) is None:
                 continue  # a reply to a batch we gave up on
@@ -169,3 +175,5 @@ class ClusterClient:
 
     def close(self) -> None:
         self.redis.delete(self.reply_key)
+        self._send_line.close()
+        self._receive_line.close()

@@ -12,6 +12,8 @@ import logging
 import time
 
 from archive import DeadLetters, FencedWrites, RedisEventReader, TrimmedError, delete_replay, keys
+from archive.fenced import verdict
+from archive.redisconn import DirectConnection
 from nodes import peer, wire
 from nodes.engine import decode_events
 from nodes.protocol.fencing import FenceVerdict
@@ -32,29 +34,47 @@ class Follower:
         self.cluster = node.view.cluster
         self.redis = node.redis
         cluster_keys = keys(self.cluster)
-        self.live = RedisEventReader(self.redis, wire.events_key(self.cluster, term))
+        # One connection of our own for the loop: each cycle is one round trip, the ack
+        # of what we archived and the next read sent together (archive.redisconn).
+        self.line = DirectConnection(self.redis, node.stats)
+        self.live = RedisEventReader(self.redis, wire.events_key(self.cluster, term), line=self.line)
         self.replay_key = cluster_keys.replay(node.config.name)
         self.acks_key = wire.acks_key(self.cluster)
         self.fenced = FencedWrites(self.redis, self.cluster)
         self.dead_letters = DeadLetters(self.redis, self.cluster, node.config.name)
         self.fence_refused: str = ""  # why our last ack was refused, for the status
+        self._read_after: int | None = None  # a read is in flight, from this position
 
     def cycle(self) -> str:
         state = self.node.state
-        after = state.position
+        if self._read_after is None:
+            self._send_ack_and_read()
+        after = self._read_after
         try:
-            entries = self.live.read(after, block_ms=100, count=READ_COUNT)
+            entries = self._receive_ack_and_read()
         except TrimmedError as trimmed:
             return self.catch_up(trimmed)
         finally:
             self._set_aside(self.live, "events")
         if not entries:
-            self.acknowledge()  # idle: repeat the ack so a new leader learns where we are
+            # Idle: the next cycle repeats the ack, so a new leader learns where we are.
             if self.fence_refused:
                 return f"follower of {self.leader} (term {self.term}): {self.fence_refused}"
             return f"follower of {self.leader} (term {self.term}): up to date at position {after}"
         self.store(entries)
         return f"follower of {self.leader} (term {self.term}): archived up to {state.position}"
+
+    def _send_ack_and_read(self) -> None:
+        """Ack our archived position and ask for what follows it, in one round trip."""
+        after = self.node.state.archived
+        self.line.send((self._ack_command(), self.live.read_command(after, block_ms=100, count=READ_COUNT)))
+        self._read_after = after
+
+    def _receive_ack_and_read(self) -> list:
+        after, self._read_after = self._read_after, None
+        ack, reply = self.line.receive(2)
+        self._ack_verdict(ack)
+        return self.live.entries(reply, after)
 
     def _set_aside(self, reader: RedisEventReader, stream: str) -> None:
         while reader.rejected:
@@ -79,7 +99,15 @@ class Follower:
                     return
         state = self.node.state
         state.append(entries)
-        self.acknowledge()
+        stats = self.node.stats
+        stats.cycles += 1
+        stats.items += len(entries)
+        stats.appends += 1
+        if live:
+            # The ack and the next read go out now and travel while we apply the batch.
+            self._send_ack_and_read()
+        else:
+            self.acknowledge()
         state.engine.apply_batch(decode_events([entry.payload for entry in entries]))
         self.node.after_batch()
 
@@ -87,16 +115,21 @@ class Follower:
         """Ack our archived position, fenced: an ack of our term enters the ack stream
         only while the fence is at it (archive/fenced.py), with our archive's id so that
         a reset archive's acks never stand for the old one's."""
+        if self._read_after is not None:
+            self._receive_ack_and_read()  # a read in flight: its reply first (not used)
+        self._ack_verdict(self.line.call(*self._ack_command()))
+
+    def _ack_command(self) -> tuple:
         state = self.node.state
-        verdict, fence = self.fenced.acknowledge(
-            self.term,
-            self.acks_key,
-            {"n": self.node.config.name, "p": state.archived, "t": self.term, "a": state.archive_id},
-        )
-        if verdict == FenceVerdict.OK:
+        fields = {"n": self.node.config.name, "p": state.archived, "t": self.term, "a": state.archive_id}
+        return self.fenced.acknowledge_command(self.line, self.term, self.acks_key, fields)
+
+    def _ack_verdict(self, reply) -> None:
+        status, fence = verdict(reply)
+        if status == FenceVerdict.OK:
             self.fence_refused = ""
         else:
-            self.fence_refused = f"ack of term {self.term} refused: the fence is {verdict} ({fence})"
+            self.fence_refused = f"ack of term {self.term} refused: the fence is {status} ({fence})"
 
     def catch_up(self, trimmed: TrimmedError) -> str:
         """Replay the missing range from the leader's archive, then resume live."""

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import redis as redis_lib
 
 from archive import DeadLetters, FencedError, FencedWrites, RedisEventPublisher
+from archive.fenced import verdict
+from archive.redisconn import DirectConnection, stream_entries
 from nodes import wire
 from nodes.engine import CommandDuplicate, decode_command
 from nodes.protocol.commit import CommitTracker
@@ -87,6 +89,15 @@ class PendingBatch:
     stream_ids: list[bytes]
 
 
+@dataclass
+class Delivery:
+    """What one delivery sends (fenced results and acks, the status hash) and needs back."""
+
+    ready: list[PendingBatch]
+    commit: int
+    commands: list[tuple]
+
+
 class Leader:
     """Leads one term. Created when the node becomes leader, discarded when it stops."""
 
@@ -98,11 +109,19 @@ class Leader:
         self.commands_key = wire.commands_key(self.cluster)
         self.acks_key = wire.acks_key(self.cluster)
         self.commit_key = wire.commit_key(self.cluster)
+        # Each thread has a Redis connection of its own, without redis-py's per-call cost
+        # (archive.redisconn): the loop reads commands, the archive thread publishes, the
+        # commit thread reads acks and delivers in one round trip.
+        self.stats = node.stats
+        self.read_line = DirectConnection(self.redis, node.stats)
+        self.archive_line = DirectConnection(self.redis, node.stats)
+        self.commit_line = DirectConnection(self.redis, node.stats)
         self.publisher = RedisEventPublisher(
             self.redis,
             self.cluster,
             maxlen=node.config.stream_maxlen,
             stream_key=wire.events_key(self.cluster, term),
+            line=self.archive_line,
         )
         self.tracker = CommitTracker(
             term=term, term_start=node.state.position + 1, leader_position=node.state.position
@@ -195,17 +214,17 @@ class Leader:
         else:
             # A new command wakes the read at once; delivery is the commit thread's job,
             # so there is no reason to poll faster than that.
-            reply = self.redis.xreadgroup(
-                wire.LEADER_GROUP,
-                self.node.config.name,
-                {self.commands_key: ">"},
-                count=max(1, self.node.config.batch_size // 50),
-                block=100,
-            )
-            entries = reply[0][1] if reply else []
+            read = (
+                "XREADGROUP", "GROUP", wire.LEADER_GROUP, self.node.config.name,
+                "COUNT", max(1, self.node.config.batch_size // 50), "BLOCK", 100,
+                "STREAMS", self.commands_key, ">",
+            )  # fmt: skip
+            entries = stream_entries(self.read_line.call(*read))
         if not entries:
             return f"leader of term {self.term}: idle at position {self.node.state.position}"
         count = self._process(entries)
+        self.stats.cycles += 1
+        self.stats.items += count
         self.node.after_batch()
         return (
             f"leader of term {self.term}: {count} commands to position {self.node.state.position}, "
@@ -301,6 +320,7 @@ class Leader:
         entries = [entry for batch in batches for entry in batch.entries]
         if entries:
             self.node.state.append(entries)
+            self.stats.appends += 1
             self._publish(entries)
         payload_at = {entry.position: entry.payload for entry in entries}
         self._hand_over(
@@ -352,7 +372,7 @@ class Leader:
         if committed:
             # The acks arrived before we got here (or R = 0): deliver now; otherwise
             # the commit thread does when the acks come in.
-            self._deliver(write_quorum)
+            self._deliver(write_quorum, self.archive_line)
 
     def _publish(self, entries: list) -> None:
         """Publish with the fence. A missing fence (Redis lost it) holds the batch, and
@@ -391,12 +411,15 @@ class Leader:
             # Poison among these was set aside when it was first read: not again.
             self._record_acks(list(reversed(recent)), time.monotonic(), set_aside=False)
             cursor.advance(recent[0][0])
+        line = self.commit_line
         while not self.stopping.is_set():
             try:
                 write_quorum = self.write_quorum()
                 if write_quorum > 0:
-                    reply = self.redis.xread({self.acks_key: cursor.last_id}, count=1000, block=20)
-                    rows = reply[0][1] if reply else []
+                    # Deliver what the acks read last time committed, and read the next
+                    # acks, in one round trip.
+                    read = ("XREAD", "COUNT", 1000, "BLOCK", 20, "STREAMS", self.acks_key, cursor.last_id)
+                    rows = stream_entries(self._deliver(write_quorum, line, then=read)[0])
                     if rows:
                         self._record_acks(rows, time.monotonic())
                         cursor.advance(rows[-1][0])
@@ -406,7 +429,7 @@ class Leader:
                     # W = 0: the archive thread delivers each batch itself; this only
                     # keeps the commit hash fresh.
                     self.stopping.wait(0.05)
-                self._deliver(write_quorum)
+                    self._deliver(write_quorum, line)
             except redis_lib.RedisError as error:
                 log.warning("commit thread: Redis error %s; retrying", error)
                 time.sleep(0.1)
@@ -430,11 +453,30 @@ class Leader:
                 if self.tracker.record_ack(node, position, term, archive_id):
                     self._seen[node] = now
 
-    def _deliver(self, write_quorum: int) -> None:
+    def _deliver(self, write_quorum: int, line: DirectConnection, then: tuple | None = None) -> list:
+        """Deliver every committed batch (and refresh the status hash when due) on `line`,
+        the calling thread's connection; `then`, a read, goes out in the same round trip
+        and its reply is returned (read after the lock is let go: it may block)."""
         with self.deliver_lock:
-            self._deliver_locked(write_quorum)
+            delivery = self._prepare_delivery(write_quorum, line)
+            commands = delivery.commands if delivery else []
+            if not commands and then is None:
+                return []
+            try:
+                line.send([*commands, then] if then is not None else commands)
+                replies = line.receive(len(commands))
+            except BaseException:
+                # Outcome unknown (the connection broke): keep the batches pending and
+                # deliver them again; a client ignores a second reply to the same entry.
+                if delivery and delivery.ready:
+                    with self.lock:
+                        self.pending.extendleft(reversed(delivery.ready))
+                raise
+            if delivery:
+                self._finish_delivery(delivery, replies)
+        return line.receive(1) if then is not None else []
 
-    def _deliver_locked(self, write_quorum: int) -> None:
+    def _prepare_delivery(self, write_quorum: int, line: DirectConnection) -> Delivery | None:
         with self.lock:
             commit = self.tracker.commit_position(write_quorum)
             if commit > 0:  # a commit of our own term: all before it is held by W members
@@ -445,41 +487,43 @@ class Leader:
             now = time.monotonic()
             window = self.node.view.failover_timeout
             live = sorted(name for name, seen in self._seen.items() if now - seen <= window)
+            leader_position = self.tracker.leader_position
         since = now - self._status_at
-        status_due = since >= 0.5 or (since >= STATUS_EVERY_S and commit != self._status_commit)
+        committed = max(self.commit_position, commit)
+        status_due = since >= 0.5 or (since >= STATUS_EVERY_S and committed != self._status_commit)
         if not ready and not status_due:
-            return  # nothing to deliver, and the status hash is fresh enough
-        if ready and not self._deliver_fenced(ready):
-            with self.lock:
-                self.pending.extendleft(reversed(ready))  # not delivered: keep them, in order
-            return
-        self.commit_position = max(self.commit_position, commit)
+            return None  # nothing to deliver, and the status hash is fresh enough
+        commands = [self._deliver_command(line, ready)] if ready else []
         if status_due:
-            self._status_at, self._status_commit = now, self.commit_position
-            self.fenced.status(
-                self.term,
-                self.commit_key,
-                {
-                    "term": self.term,
-                    "leader": self.node.config.name,
-                    "commit_position": self.commit_position,
-                    "leader_position": self.tracker.leader_position,
-                    "write_quorum": write_quorum,
-                    "live_followers": ",".join(live),
-                    "updated_ns": time.time_ns(),
-                },
+            self._status_at, self._status_commit = now, committed
+            commands.append(
+                self.fenced.status_command(
+                    line,
+                    self.term,
+                    self.commit_key,
+                    {
+                        "term": self.term,
+                        "leader": self.node.config.name,
+                        "commit_position": committed,
+                        "leader_position": leader_position,
+                        "write_quorum": write_quorum,
+                        "live_followers": ",".join(live),
+                        "updated_ns": time.time_ns(),
+                    },
+                )
             )
+        return Delivery(ready=ready, commit=commit, commands=commands)
 
-    def _deliver_fenced(self, ready: list[PendingBatch]) -> bool:
+    def _deliver_command(self, line: DirectConnection, ready: list[PendingBatch]) -> tuple:
         """Report the results of committed batches and acknowledge their commands, in one
-        fenced script call: one RPUSH per client reply list, one XACK and XDEL for the lot.
-        False when the fence refused it (kept pending; a newer term means we step down)."""
+        fenced script call: one RPUSH per client reply list, one XACK and XDEL for the lot."""
         replies: dict[str, list[bytes]] = {}
         for batch in ready:
             for key, message in batch.replies:
                 replies.setdefault(key, []).append(message)
         stream_ids = [entry_id for batch in ready for entry_id in batch.stream_ids]
-        verdict, fence = self.fenced.deliver(
+        return self.fenced.deliver_command(
+            line,
             self.term,
             replies,
             commands_key=self.commands_key,
@@ -487,12 +531,25 @@ class Leader:
             command_ids=stream_ids,
             reply_ttl=REPLY_TTL_S,
         )
-        if verdict == FenceVerdict.OK:
-            return True
-        if verdict == FenceVerdict.DEPOSED:
-            if self.failure is None:
-                self.failure = SteppedDown(f"delivery refused: the fence is at term {fence}, past our term {self.term}")
-        elif time.monotonic() - self._fence_warned > 1.0:
-            self._fence_warned = time.monotonic()
-            log.warning("term %d: the fence is %s; holding results until the control plane restores it", self.term, verdict)
-        return False
+
+    def _finish_delivery(self, delivery: Delivery, replies: list) -> None:
+        """Reads the verdict of the delivery: refused, its batches stay pending, in order
+        (a newer term means we step down)."""
+        if delivery.ready:
+            status, fence = verdict(replies[0])
+            if status != FenceVerdict.OK:
+                with self.lock:
+                    self.pending.extendleft(reversed(delivery.ready))
+                if status == FenceVerdict.DEPOSED:
+                    if self.failure is None:
+                        self.failure = SteppedDown(
+                            f"delivery refused: the fence is at term {fence}, past our term {self.term}"
+                        )
+                elif time.monotonic() - self._fence_warned > 1.0:
+                    self._fence_warned = time.monotonic()
+                    log.warning(
+                        "term %d: the fence is %s; holding results until the control plane restores it",
+                        self.term, status,
+                    )  # fmt: skip
+                return
+        self.commit_position = max(self.commit_position, delivery.commit)
