@@ -1,4 +1,4 @@
-"""The event log on PostgreSQL: batched binary COPY appends, streamed reads, truncation, retention."""
+"""The event log on PostgreSQL: one row per segment (a batch), appended in one round trip."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
+import msgspec
 import psycopg
-from psycopg.rows import args_row
+from psycopg import pq
 
 from archive.entries import LogEntry, LogSize
 from archive.errors import (
@@ -21,10 +22,10 @@ from archive.errors import (
 )
 from archive.pgbase import PostgresStore
 from archive.schema import (
-    CHECK_APPEND_FUNCTION,
-    EVENT_TABLE,
+    APPEND_FUNCTION,
     GAP_SQLSTATE,
     META_TABLE,
+    SEGMENT_TABLE,
     SNAPSHOT_TABLE,
     TERM_SQLSTATE,
     WRITER_LOCK_KEY,
@@ -32,32 +33,43 @@ from archive.schema import (
     read_archive_id,
     read_truncations,
 )
+from archive.streamformat import decode_events, encode_events
 
-_COLUMNS = "position, term, kind, timestamp, payload"
-_COPY = f"COPY {EVENT_TABLE} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-_COPY_TYPES = ("int8", "int8", "int8", "int8", "bytea")
-# What psycopg raises while encoding a row it cannot store (wrong type, int beyond 64
-# bits) and what the server raises for a NULL (a None payload passes the bytea dumper).
-_CORRUPT = (
-    TypeError,
-    ValueError,
-    OverflowError,
-    psycopg.DataError,
-    psycopg.errors.NotNullViolation,
+_APPEND = f"SELECT {APPEND_FUNCTION}(%s, %s, %s, %b)"
+# The same, prepared on the bare connection (PostgresEventLog._append_one).
+_PREPARED = b"tec_append_segment"
+_APPEND_SQL = f"SELECT {APPEND_FUNCTION}($1, $2, $3, $4)".encode()
+_APPEND_TYPES = [20, 20, 20, 17]  # int8, int8, int8, bytea
+_BINARY = [1, 1, 1, 1]
+_INT8 = struct.Struct("!q").pack
+_INSERT = f"INSERT INTO {SEGMENT_TABLE} (first_position, last_position, term, events) VALUES (%s, %s, %s, %b)"
+_SELECT_TAIL = f"SELECT last_position, term FROM {SEGMENT_TABLE} ORDER BY first_position DESC LIMIT 1"
+# The segment holding `position`, if any: the one with the highest first position at or
+# below it (the primary key finds it), whose last position reaches it.
+_SEGMENT_AT = (
+    f"SELECT first_position, last_position, term, events FROM {SEGMENT_TABLE} "
+    "WHERE first_position <= %s ORDER BY first_position DESC LIMIT 1"
 )
-_SELECT_TAIL = f"SELECT position, term FROM {EVENT_TABLE} ORDER BY position DESC LIMIT 1"
+# What psycopg raises while encoding a value it cannot store (an int beyond 64 bits).
+_CORRUPT = (TypeError, ValueError, OverflowError, psycopg.DataError)
 
 
 class PostgresEventLog(PostgresStore):
     """EventLog adapter on one PostgreSQL database (see archive.ports.EventLog).
 
-    append() is BEGIN, one binary COPY, then one round trip that runs the server-side
-    check (archive.schema's archive_check_append) and COMMIT: the same number of round
-    trips as a bare COPY transaction. The batch is checked in Python against the tail
-    cached in this object; the server-side check (row before the batch exists, its term
-    is not above the batch's, under the writer lock) plus the primary key (no overlap)
-    make the append correct even when the cache is stale because another process
-    truncated or appended: the batch is then refused and the cache re-read.
+    The log is stored as segments: a run of contiguous events of one term, one row each
+    (first and last position, term, the events as the msgpack array the live stream
+    carries, archive.streamformat). A leader's batch is one segment, so an append costs
+    one row and one round trip however many events it holds: the server-side function
+    (archive.schema) takes the writer lock, checks the batch starts at the real tail + 1
+    with a term not below the tail's, inserts and commits. The batch is checked in Python
+    first against the tail cached in this object; the server's check makes the append
+    correct even when the cache is stale because another process truncated or appended:
+    the batch is then refused and the cache re-read. A batch spanning terms (a replay) is
+    one segment per term, in one transaction.
+
+    Reads decode segments and cut them to the range asked. Truncation rewrites the segment
+    it falls in; retention deletes whole segments (it may keep a few events more).
 
     One connection for writes and point queries; read() opens its own so a long replay
     never holds the writer's transaction. Use an instance from one thread at a time; a
@@ -67,6 +79,7 @@ class PostgresEventLog(PostgresStore):
     def __init__(self, location: str) -> None:
         super().__init__(location)
         self._tail: tuple[int, int] | None = None
+        self._prepared_on: pq.abc.PGconn | None = None  # the connection _PREPARED exists on
 
     # -- writing -----------------------------------------------------------------------
 
@@ -74,47 +87,44 @@ class PostgresEventLog(PostgresStore):
         if not entries:
             return
         _validate_batch(entries, *self.tail())
-        first = entries[0]
+        segments = _segments(entries)
         conn = self._connection()
         try:
-            with conn.cursor() as cur:
-                cur.execute("BEGIN")
-                try:
-                    data = _binary_copy_data(entries)
-                    with cur.copy(_COPY) as copy:
-                        copy.write(data)
-                except _CORRUPT as exc:
-                    raise CorruptEntryError(
-                        f"a field of the batch cannot be stored: {exc}"
-                    ) from exc
-                # The server-side check and the commit share one round trip; if the check
-                # raises, the COMMIT after it never runs.
-                cur.execute(
-                    f"SELECT {CHECK_APPEND_FUNCTION}({int(first.position)}, {int(first.term)}); "
-                    "COMMIT"
-                )
-        except CorruptEntryError:
-            self._rollback()
-            raise
-        except psycopg.errors.UniqueViolation as exc:
-            self._refused_by_server(entries, exc)
+            if len(segments) == 1:
+                self._append_one(conn, segments[0])  # autocommit: its own transaction
+            else:
+                with conn.transaction():
+                    for segment in segments:
+                        conn.execute(_APPEND, segment)
         except psycopg.Error as exc:
             if exc.sqlstate in (GAP_SQLSTATE, TERM_SQLSTATE):
                 self._refused_by_server(entries, exc)
             self._tail = None  # outcome unknown: the next tail() re-reads it
-            self._rollback()
             raise ArchiveUnavailableError(f"append failed, outcome unknown: {exc}") from exc
         except BaseException:
             self._tail = None
-            self._rollback()
             raise
         last = entries[-1]
         self._tail = (last.position, last.term)
 
+    def _append_one(self, conn: psycopg.Connection, segment: tuple[int, int, int, bytes]) -> None:
+        """One segment, one round trip, on the bare libpq connection: a prepared statement
+        with binary parameters (psycopg's execute() costs about 50 µs of Python a call
+        here; this about 10). The GIL is let go while the server works and syncs."""
+        pgconn = conn.pgconn
+        if self._prepared_on is not pgconn:  # a new connection: prepare it there
+            result = pgconn.prepare(_PREPARED, _APPEND_SQL, _APPEND_TYPES)
+            if result.status != pq.ExecStatus.COMMAND_OK:
+                raise _error(conn, result)
+            self._prepared_on = pgconn
+        first, last, term, blob = segment
+        result = pgconn.exec_prepared(_PREPARED, [_INT8(first), _INT8(last), _INT8(term), blob], _BINARY, 1)
+        if result.status != pq.ExecStatus.TUPLES_OK:
+            raise _error(conn, result)
+
     def _refused_by_server(self, entries: Sequence[LogEntry], exc: psycopg.Error) -> NoReturn:
         """The database refused a batch that fit the cached tail: another process changed
         the log. Re-read the tail and report the batch against it."""
-        self._rollback()
         _validate_batch(entries, *self.refresh_tail())
         raise LogGapError(
             f"the log changed under this writer: {exc}",
@@ -127,14 +137,29 @@ class PostgresEventLog(PostgresStore):
         if position < 0:
             raise ValueError(f"position must be >= 0, got {position}")
         with self._writer() as cur:
-            cur.execute(f"DELETE FROM {EVENT_TABLE} WHERE position > %s", (position,))
-            deleted = cur.rowcount
+            deleted = 0
+            cur.execute(_SEGMENT_AT, (position,))
+            row = cur.fetchone()
+            if row is not None and row[1] > position:  # the cut falls inside this segment
+                first, last, _term, blob = row
+                kept = [entry for entry in decode_events(blob) if entry.position <= position]
+                cur.execute(
+                    f"UPDATE {SEGMENT_TABLE} SET last_position = %s, events = %b WHERE first_position = %s",
+                    (position, encode_events(kept), first),
+                )
+                deleted += last - position
+            cur.execute(
+                f"DELETE FROM {SEGMENT_TABLE} WHERE first_position > %s "
+                "RETURNING last_position - first_position + 1",
+                (position,),
+            )
+            deleted += sum(count for (count,) in cur.fetchall())
             if deleted:
                 cur.execute(f"UPDATE {META_TABLE} SET truncations = truncations + 1")
             cur.execute(f"DELETE FROM {SNAPSHOT_TABLE} WHERE position > %s", (position,))
             cur.execute(_SELECT_TAIL)
             tail = cur.fetchone() or (0, 0)
-        self._tail = tail
+        self._tail = (tail[0], tail[1])
         return deleted
 
     def delete_before(self, position: int, keep_from_bound: int) -> int:
@@ -156,8 +181,23 @@ class PostgresEventLog(PostgresStore):
                     f"cannot delete entries below {position}: position {keep_from_bound} "
                     f"is still needed (a follower has not archived past it)"
                 )
-            cur.execute(f"DELETE FROM {EVENT_TABLE} WHERE position < %s", (position,))
-            return cur.rowcount
+            cur.execute(
+                f"DELETE FROM {SEGMENT_TABLE} WHERE last_position < %s "
+                "RETURNING last_position - first_position + 1",
+                (position,),
+            )
+            deleted = sum(count for (count,) in cur.fetchall())
+            cur.execute(_SEGMENT_AT, (position,))
+            row = cur.fetchone()
+            if row is not None and row[0] < position <= row[1]:  # the cut falls inside it
+                first, _last, _term, blob = row
+                kept = [entry for entry in decode_events(blob) if entry.position >= position]
+                cur.execute(
+                    f"UPDATE {SEGMENT_TABLE} SET first_position = %s, events = %b WHERE first_position = %s",
+                    (position, encode_events(kept), first),
+                )
+                deleted += position - first
+            return deleted
 
     def start_at(self, entries: Sequence[LogEntry]) -> None:
         if not entries:
@@ -165,7 +205,7 @@ class PostgresEventLog(PostgresStore):
         first = entries[0]
         _validate_batch(entries, first.position - 1, first.term)
         with self._writer() as cur:
-            # Under the writer lock: no append can slip in between the check and the COPY.
+            # Under the writer lock: no append can slip in between the check and the insert.
             cur.execute(_SELECT_TAIL)
             row = cur.fetchone()
             if row is not None:
@@ -175,18 +215,15 @@ class PostgresEventLog(PostgresStore):
                     tail=tail,
                     first=first.position,
                 )
-            try:
-                with cur.copy(_COPY) as copy:
-                    copy.write(_binary_copy_data(entries))
-            except _CORRUPT as exc:
-                raise CorruptEntryError(f"a field of the batch cannot be stored: {exc}") from exc
+            for segment in _segments(entries):
+                cur.execute(_INSERT, segment)
         last = entries[-1]
         self._tail = (last.position, last.term)
 
     def renew(self) -> str:
         with self._writer() as cur:
             # TRUNCATE, not DELETE: constant time however long the log was.
-            cur.execute(f"TRUNCATE {EVENT_TABLE}, {SNAPSHOT_TABLE}")
+            cur.execute(f"TRUNCATE {SEGMENT_TABLE}, {SNAPSHOT_TABLE}")
             cur.execute(
                 f"UPDATE {META_TABLE} SET truncations = 0, "
                 "archive_id = md5(random()::text || clock_timestamp()::text) RETURNING archive_id"
@@ -201,8 +238,8 @@ class PostgresEventLog(PostgresStore):
         row = (
             self._connection()
             .execute(
-                f"SELECT min(position), max(position), pg_total_relation_size('{EVENT_TABLE}') "
-                f"+ pg_total_relation_size('{SNAPSHOT_TABLE}') FROM {EVENT_TABLE}"
+                f"SELECT min(first_position), max(last_position), pg_total_relation_size('{SEGMENT_TABLE}') "
+                f"+ pg_total_relation_size('{SNAPSHOT_TABLE}') FROM {SEGMENT_TABLE}"
             )
             .fetchone()
         )
@@ -238,28 +275,35 @@ class PostgresEventLog(PostgresStore):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         upper = end if end is not None else 2**63 - 1
+        batch: list[LogEntry] = []
         with psycopg.connect(self._location) as conn:
-            # binary=True: bytea arrives as raw bytes instead of hex text.
-            with conn.cursor(
-                name="archive_read", binary=True, row_factory=args_row(LogEntry)
-            ) as cur:
-                cur.itersize = batch_size
+            # binary=True: bytea arrives as raw bytes instead of hex text. From the segment
+            # holding `start` (or the first after it) to the one holding `upper`.
+            with conn.cursor(name="archive_read", binary=True) as cur:
+                cur.itersize = max(1, batch_size // 100)
                 cur.execute(
-                    f"SELECT {_COLUMNS} FROM {EVENT_TABLE} "
-                    "WHERE position >= %s AND position <= %s ORDER BY position",
+                    f"SELECT events FROM {SEGMENT_TABLE} WHERE first_position >= COALESCE("
+                    f"(SELECT max(first_position) FROM {SEGMENT_TABLE} WHERE first_position <= %s), 0) "
+                    "AND first_position <= %s ORDER BY first_position",
                     (start, upper),
                 )
-                while batch := cur.fetchmany(batch_size):
-                    yield batch
+                for (blob,) in cur:
+                    entries = _decode_segment(blob)
+                    if entries[0].position < start or entries[-1].position > upper:
+                        entries = [e for e in entries if start <= e.position <= upper]
+                    batch.extend(entries)
+                    while len(batch) >= batch_size:
+                        yield batch[:batch_size]
+                        batch = batch[batch_size:]
             conn.rollback()
+        if batch:
+            yield batch
 
     def term_at(self, position: int) -> int | None:
-        row = (
-            self._connection()
-            .execute(f"SELECT term FROM {EVENT_TABLE} WHERE position = %s", (position,))
-            .fetchone()
-        )
-        return row[0] if row else None
+        row = self._connection().execute(_SEGMENT_AT, (position,)).fetchone()
+        if row is None or row[1] < position:
+            return None
+        return row[2]
 
     def close(self) -> None:
         super().close()
@@ -282,49 +326,41 @@ class PostgresEventLog(PostgresStore):
             self._tail = None
             raise ArchiveUnavailableError(f"archive write failed: {exc}") from exc
 
-    def _rollback(self) -> None:
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken:
-            return
-        with contextlib.suppress(psycopg.Error):
-            conn.execute("ROLLBACK")
 
 
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
-_COPY_TRAILER = struct.pack("!h", -1)
-# One tuple: 5 fields; four int8 (length 8) and the payload's length, then its bytes.
-_ROW_HEAD = struct.Struct("!hiqiqiqiqi").pack
+def _segments(entries: Sequence[LogEntry]) -> list[tuple[int, int, int, bytes]]:
+    """(first, last, term, encoded events) of each run of one term in a checked batch."""
+    if entries[0].term == entries[-1].term:  # terms never decrease: one term throughout
+        return [(entries[0].position, entries[-1].position, entries[0].term, _encode(entries))]
+    out = []
+    for term, run in itertools.groupby(entries, key=lambda entry: entry.term):
+        run = list(run)
+        out.append((run[0].position, run[-1].position, term, _encode(run)))
+    return out
 
 
-def _binary_copy_data(entries: Sequence[LogEntry]) -> bytes:
-    """The whole batch in PostgreSQL's binary COPY format, built in one pass.
-
-    psycopg's write_row costs about 5 us a row in Python; one struct.pack a row plus a
-    join is several times cheaper, and the append is on every node's hot path.
-    """
-    parts = [_COPY_HEADER]
-    append = parts.append
+def _encode(entries: Sequence[LogEntry]) -> bytes:
     try:
-        for position, term, kind, timestamp, payload in entries:
-            append(_ROW_HEAD(5, 8, position, 8, term, 8, kind, 8, timestamp, len(payload)))
-            append(payload)
-    except struct.error as exc:
+        return encode_events(entries)
+    except (TypeError, OverflowError, msgspec.EncodeError) as exc:
         raise CorruptEntryError(f"a field of the batch cannot be stored: {exc}") from exc
-    except TypeError as exc:
-        raise CorruptEntryError(f"a field of the batch has the wrong type: {exc}") from exc
-    append(_COPY_TRAILER)
+
+
+def _decode_segment(blob: bytes) -> list[LogEntry]:
     try:
-        return b"".join(parts)
-    except TypeError as exc:
-        raise CorruptEntryError(f"a payload is not bytes: {exc}") from exc
+        entries = decode_events(blob)
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise CorruptEntryError(f"a segment of the archive cannot be decoded: {exc}") from exc
+    if not entries:
+        raise CorruptEntryError("an empty segment in the archive")
+    return entries
 
 
 def _validate_batch(entries: Sequence[LogEntry], tail_position: int, tail_term: int) -> None:
     """Check a batch against the tail. Column-wise checks run at C speed, which keeps
-    validation a small part of an append; field types are checked by the COPY encoder
-    and NULLs by the table (both reported as CorruptEntryError)."""
+    validation a small part of an append."""
     try:
-        positions, terms, _kinds, _timestamps, payloads = zip(*entries, strict=True)
+        positions, terms, kinds, timestamps, payloads = zip(*entries, strict=True)
     except (TypeError, ValueError) as exc:
         raise CorruptEntryError(f"entries must be 5-field LogEntry tuples: {exc}") from exc
     first = positions[0]
@@ -353,5 +389,31 @@ def _validate_batch(entries: Sequence[LogEntry], tail_position: int, tail_term: 
                     tail_term=tail_term,
                     term=after,
                 )
+    _check_fields(terms, kinds, timestamps, payloads)
+
+
+def _check_fields(terms, kinds, timestamps, payloads) -> None:
+    """64-bit ints and non-empty bytes-like payloads (stored as bytes): what the replay
+    decoder reads back. At C speed: struct.pack refuses what is not a 64-bit int, join
+    what is not bytes-like."""
+    for name, column in (("term", terms), ("kind", kinds), ("timestamp", timestamps)):
+        try:
+            struct.pack(f"{len(column)}q", *column)
+        except struct.error as exc:
+            raise CorruptEntryError(f"a {name} is not a 64-bit int: {exc}") from exc
+    try:
+        b"".join(payloads)
+    except TypeError as exc:
+        raise CorruptEntryError(f"a payload is not bytes: {exc}") from exc
     if b"" in payloads:
         raise CorruptEntryError("a payload is empty")
+
+
+
+def _error(conn: psycopg.Connection, result: pq.abc.PGresult) -> psycopg.Error:
+    """The psycopg exception for a failed result on the bare connection (sqlstate kept;
+    a lost connection is an OperationalError, as psycopg raises it)."""
+    if conn.pgconn.status == pq.ConnStatus.BAD:
+        message = (conn.pgconn.error_message or b"the connection was lost").decode(errors="replace")
+        return psycopg.OperationalError(message.strip())
+    return psycopg.errors.error_from_result(result)

@@ -6,7 +6,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-EVENT_TABLE = "archive_event"
+# The log, one row per segment: a run of contiguous events of one term (a leader's batch
+# as it was archived), stored as the msgpack array the live stream carries
+# (archive.streamformat): a row per batch, not per event, as Aeron's archive stores
+# segments. An archive made before segments had one row per event in LEGACY_EVENT_TABLE;
+# create_archive() converts it.
+SEGMENT_TABLE = "archive_segment"
+LEGACY_EVENT_TABLE = "archive_event"
 SNAPSHOT_TABLE = "archive_snapshot"
 META_TABLE = "archive_meta"
 
@@ -15,13 +21,12 @@ META_TABLE = "archive_meta"
 WRITER_LOCK_KEY = 0x7EC0A2C1
 
 _TABLES = {
-    EVENT_TABLE: f"""
-        CREATE TABLE IF NOT EXISTS {EVENT_TABLE} (
-            position  bigint PRIMARY KEY,
-            term      bigint NOT NULL,
-            kind      bigint NOT NULL,
-            timestamp bigint NOT NULL,
-            payload   bytea NOT NULL
+    SEGMENT_TABLE: f"""
+        CREATE TABLE IF NOT EXISTS {SEGMENT_TABLE} (
+            first_position bigint PRIMARY KEY,
+            last_position  bigint NOT NULL CHECK (last_position >= first_position),
+            term           bigint NOT NULL,
+            events         bytea NOT NULL
         )""",
     SNAPSHOT_TABLE: f"""
         CREATE TABLE IF NOT EXISTS {SNAPSHOT_TABLE} (
@@ -42,34 +47,41 @@ _TABLES = {
         )""",
 }
 
-# Runs at the end of every append, in the COMMIT's round trip: it serialises the append
-# with other writers (truncation, retention) and checks that the row before the batch
-# exists with a term not above the batch's. With the primary key (no overlap) and the
-# log being contiguous, that proves the batch starts exactly at the real tail + 1, even
-# when the appender's cached tail is stale. Plans inside a function are cached per
-# session, which is what makes this cheaper than a separate tail query.
-CHECK_APPEND_FUNCTION = "archive_check_append"
+# An append is one call of this function, in its own transaction: one round trip. It
+# serialises the append with other writers (truncation, retention) and checks that the
+# segment starts right after the log's tail, with a term not below the tail's; then
+# stores it. That holds even when the appender's cached tail is stale. An empty log
+# takes position 1 only (start_at() begins one elsewhere, under the same lock).
+APPEND_FUNCTION = "archive_append_segment"
 GAP_SQLSTATE = "TE001"
 TERM_SQLSTATE = "TE002"
-_CHECK_APPEND = f"""
-    CREATE OR REPLACE FUNCTION {CHECK_APPEND_FUNCTION}(p_first bigint, p_term bigint)
-    RETURNS void LANGUAGE plpgsql AS $$
+_APPEND = f"""
+    CREATE OR REPLACE FUNCTION {APPEND_FUNCTION}(
+        p_first bigint, p_last bigint, p_term bigint, p_events bytea
+    ) RETURNS void LANGUAGE plpgsql AS $$
     DECLARE
-        previous_term bigint;
+        tail_position bigint;
+        tail_term bigint;
     BEGIN
         PERFORM pg_advisory_xact_lock({WRITER_LOCK_KEY});
-        IF p_first > 1 THEN
-            SELECT term INTO previous_term FROM {EVENT_TABLE} WHERE position = p_first - 1;
-            IF NOT FOUND THEN
-                RAISE EXCEPTION 'the log has no position %: a batch starting at % leaves a gap',
-                    p_first - 1, p_first USING ERRCODE = '{GAP_SQLSTATE}';
-            END IF;
-            IF previous_term > p_term THEN
-                RAISE EXCEPTION 'batch term % is below term % at position %',
-                    p_term, previous_term, p_first - 1 USING ERRCODE = '{TERM_SQLSTATE}';
-            END IF;
+        SELECT last_position, term INTO tail_position, tail_term
+            FROM {SEGMENT_TABLE} ORDER BY first_position DESC LIMIT 1;
+        IF NOT FOUND THEN
+            tail_position := 0;
+            tail_term := 0;
         END IF;
+        IF p_first <> tail_position + 1 THEN
+            RAISE EXCEPTION 'the log''s tail is %: a batch starting at % leaves a gap or overlaps',
+                tail_position, p_first USING ERRCODE = '{GAP_SQLSTATE}';
+        END IF;
+        IF tail_term > p_term THEN
+            RAISE EXCEPTION 'batch term % is below term % at position %',
+                p_term, tail_term, tail_position USING ERRCODE = '{TERM_SQLSTATE}';
+        END IF;
+        INSERT INTO {SEGMENT_TABLE} (first_position, last_position, term, events)
+            VALUES (p_first, p_last, p_term, p_events);
     END $$"""
+_DROP_LEGACY_CHECK = "DROP FUNCTION IF EXISTS archive_check_append(bigint, bigint)"
 
 
 def database_name(location: str) -> str:
@@ -97,8 +109,48 @@ def create_archive(location: str) -> bool:
         conn.execute(f"ALTER TABLE {META_TABLE} ADD COLUMN IF NOT EXISTS truncations bigint NOT NULL DEFAULT 0")
         # Processes that opened this archive: orders a node's reports across its restarts.
         conn.execute(f"ALTER TABLE {META_TABLE} ADD COLUMN IF NOT EXISTS boots bigint NOT NULL DEFAULT 0")
-        conn.execute(_CHECK_APPEND)  # always: an upgraded archive gets the current version
+        # Segments are kilobytes of msgpack: stored out of line without compression (pglz
+        # would cost more CPU than the whole append; the disk is not the limit).
+        conn.execute(f"ALTER TABLE {SEGMENT_TABLE} ALTER COLUMN events SET STORAGE EXTERNAL")
+        conn.execute(_APPEND)  # always: an upgraded archive gets the current version
+        conn.execute(_DROP_LEGACY_CHECK)
+        if conn.execute("SELECT to_regclass(%s)", (LEGACY_EVENT_TABLE,)).fetchone()[0] is not None:
+            _convert_legacy_events(conn)
+            created = True
     return created
+
+
+def _convert_legacy_events(conn: psycopg.Connection) -> None:
+    """An archive from before segments: its rows become segments (one term, at most
+    LEGACY_SEGMENT_EVENTS events each), in the caller's transaction, then the old table goes."""
+    from archive.entries import LogEntry
+    from archive.streamformat import encode_events
+
+    segment: list[LogEntry] = []
+
+    def flush() -> None:
+        if segment:
+            conn.execute(
+                f"INSERT INTO {SEGMENT_TABLE} (first_position, last_position, term, events) "
+                "VALUES (%s, %s, %s, %b)",
+                (segment[0].position, segment[-1].position, segment[0].term, encode_events(segment)),
+            )
+            segment.clear()
+
+    with conn.cursor(name="legacy_events", binary=True) as cur:
+        cur.execute(
+            f"SELECT position, term, kind, timestamp, payload FROM {LEGACY_EVENT_TABLE} ORDER BY position"
+        )
+        for row in cur:
+            entry = LogEntry(*row[:4], bytes(row[4]))
+            if segment and (entry.term != segment[0].term or len(segment) >= LEGACY_SEGMENT_EVENTS):
+                flush()
+            segment.append(entry)
+    flush()
+    conn.execute(f"DROP TABLE {LEGACY_EVENT_TABLE}")
+
+
+LEGACY_SEGMENT_EVENTS = 1000
 
 
 def count_boot(conn: psycopg.Connection) -> int:

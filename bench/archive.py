@@ -84,7 +84,7 @@ def bench_database() -> Iterator[str]:
             conn.execute(f"CREATE TABLE {RAW_TABLE} ({COLUMNS.format(pk=' PRIMARY KEY')})")
             conn.execute(f"CREATE TABLE {BARE_TABLE} ({COLUMNS.format(pk=' NOT NULL')})")
             # Autovacuum of the previous figure's rows would run during the next figure.
-            for table in (RAW_TABLE, BARE_TABLE, "archive_event"):
+            for table in (RAW_TABLE, BARE_TABLE, "archive_segment"):
                 conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
         yield url
     finally:
@@ -162,7 +162,7 @@ def reset_eventsourcing(url: str) -> None:
             row[0]
             for row in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename NOT IN (%s, %s, 'archive_event', 'archive_snapshot')",
+                "AND tablename NOT IN (%s, %s, 'archive_segment', 'archive_snapshot')",
                 (RAW_TABLE, BARE_TABLE),
             )
         ]
@@ -293,7 +293,7 @@ def main() -> None:
                 Figure(
                     "pg: archive append",
                     archive_append(url, batches),
-                    lambda: reset_table(url, "archive_event"),
+                    lambda: reset_table(url, "archive_segment"),
                 ),
             ]
             measure_round_robin(pg, events, args.repeats)

@@ -11,17 +11,17 @@ from tests.archive.conftest import ADMIN_URL, make_entries
 from tests.archive.test_event_log import read_all
 
 
-def kill_backend_during_copy(dbname: str, stop: threading.Event, killed: list[int]) -> None:
-    """Terminate the backend that runs a COPY into `dbname` as soon as one is seen."""
+def kill_backend_during_append(dbname: str, stop: threading.Event, killed: list[int]) -> None:
+    """Terminate the backend that runs an append into `dbname` as soon as one is seen."""
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         while not stop.is_set():
             row = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND query LIKE 'COPY%%' "
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND query LIKE '%%archive_append_segment%%' "
                 "AND state = 'active'",
                 (dbname,),
             ).fetchone()
             if row:
-                time.sleep(0.05)  # let part of the rows reach the table first
+                time.sleep(0.05)  # let the server be part-way through it
                 conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
                 killed.append(row[0])
                 return
@@ -36,7 +36,7 @@ def test_killed_connection_leaves_old_tail_or_new_never_between(
     big = make_entries(1001, 300_000, size=200)
     dbname = psycopg.conninfo.conninfo_to_dict(location)["dbname"]
     stop, killed = threading.Event(), []
-    killer = threading.Thread(target=kill_backend_during_copy, args=(dbname, stop, killed))
+    killer = threading.Thread(target=kill_backend_during_append, args=(dbname, stop, killed))
     killer.start()
     try:
         with pytest.raises(ArchiveUnavailableError, match="outcome unknown"):
@@ -44,7 +44,7 @@ def test_killed_connection_leaves_old_tail_or_new_never_between(
     finally:
         stop.set()
         killer.join()
-    assert killed, "the COPY was never seen in flight"
+    assert killed, "the append was never seen in flight"
 
     with PostgresEventLog(location) as fresh:
         tail = fresh.tail()

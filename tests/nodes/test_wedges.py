@@ -390,7 +390,7 @@ def test_a_follower_whose_replay_stream_vanishes_asks_again_and_catches_up(
     # The leader's archive table is locked while `late` asks for its replay, so that the
     # test can freeze `late` before it reads any of it.
     with psycopg.connect(cluster.locations[leader]) as blocker:
-        blocker.execute("LOCK TABLE archive_event IN ACCESS EXCLUSIVE MODE")
+        blocker.execute("LOCK TABLE archive_segment IN ACCESS EXCLUSIVE MODE")
         cluster.start(late)
         wait_until(
             replay_requested,
