@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -163,26 +164,80 @@ def pids_named(name: str) -> list[int]:
     return found
 
 
-class CpuMeter:
-    """CPU seconds used by each part of the system during a run, from /proc (read only)."""
+def scrape(port: int) -> dict[str, float]:
+    """A node's loop counters from its metrics port (nodes/metrics.py LoopStats)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict = {"threads": {}}
+    for line in text.splitlines():
+        for name in ("loop_cycles", "loop_items", "archive_appends", "redis_round_trips"):
+            if line.startswith(f"tec_node_{name}_total{{"):
+                out[name] = float(line.rsplit(" ", 1)[1])
+        if line.startswith("tec_node_thread_cpu_seconds_total{"):
+            thread = re.search(r'thread="([^"]*)"', line).group(1)
+            out["threads"][thread] = float(line.rsplit(" ", 1)[1])
+    return out
 
-    def __init__(self, groups: dict[str, list[int]]) -> None:
-        self.groups = groups
+
+class Meter:
+    """Where the time goes during one run, from outside the processes: CPU seconds of each
+    part (from /proc), each node's loop counters (its metrics port), its archive's
+    PostgreSQL transactions (pg_stat_database) and Redis's commands (INFO)."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.groups = cluster.cpu_groups()
         self.before = self.sample()
-        self.children_before = os.times().children_user + os.times().children_system
-        self.started = time.perf_counter()
 
-    def sample(self) -> dict[str, float]:
-        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()}
+    def sample(self) -> dict:
+        cluster = self.cluster
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT datname, xact_commit FROM pg_stat_database WHERE datname = ANY(%s)",
+                (list(cluster.dbnames.values()),),
+            ).fetchall()
+        commits = dict(rows)
+        times = os.times()
+        return {
+            "at": time.perf_counter(),
+            "cpu": {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()},
+            "clients": times.children_user + times.children_system,
+            "nodes": {name: scrape(port) for name, port in cluster.metric_ports.items()},
+            "pg_commits": {name: commits.get(db, 0) for name, db in cluster.dbnames.items()},
+            "redis_commands": cluster.redis.info("stats")["total_commands_processed"],
+        }
 
-    def shares(self) -> dict[str, float]:
-        """Per part, the average number of cores it kept busy (1.0 = one core)."""
-        elapsed = time.perf_counter() - self.started
+    def result(self, committed: int) -> dict:
+        """Cores kept busy per part, CPU µs per committed command per part, and per node:
+        cycles/s, items per cycle, Redis round trips/s and PostgreSQL transactions/s."""
         after = self.sample()
-        out = {name: round((after[name] - self.before[name]) / elapsed, 2) for name in self.groups}
-        children = os.times().children_user + os.times().children_system - self.children_before
-        out["clients"] = round(children / elapsed, 2)
-        return out
+        before = self.before
+        elapsed = after["at"] - before["at"]
+        cores = {name: (after["cpu"][name] - before["cpu"][name]) / elapsed for name in self.groups}
+        cores["clients"] = (after["clients"] - before["clients"]) / elapsed
+        per_s = committed / elapsed if committed else 0.0
+        us = {name: round(share * 1e6 / per_s, 1) if per_s else None for name, share in cores.items()}
+        nodes = {}
+        for name in self.cluster.metric_ports:
+            a, b = after["nodes"][name], before["nodes"][name]
+            cycles = a["loop_cycles"] - b["loop_cycles"]
+            nodes[name] = {
+                "role": "leader" if name == self.cluster.names[0] else "follower",
+                "cycles_per_s": round(cycles / elapsed),
+                "items_per_cycle": round((a["loop_items"] - b["loop_items"]) / cycles, 1) if cycles else 0,
+                "redis_round_trips_per_s": round((a["redis_round_trips"] - b["redis_round_trips"]) / elapsed),
+                "pg_commits_per_s": round((after["pg_commits"][name] - before["pg_commits"][name]) / elapsed),
+                "thread_cores": {
+                    thread: round((seconds - b["threads"].get(thread, 0.0)) / elapsed, 3)
+                    for thread, seconds in a["threads"].items()
+                    if seconds - b["threads"].get(thread, 0.0) > 0
+                },
+            }
+        return {
+            "cores_busy": {name: round(share, 3) for name, share in cores.items()},
+            "cpu_us_per_command": {**us, "total": round(sum(v for v in us.values() if v is not None), 1)},
+            "nodes": nodes,
+            "redis_commands_per_s": round((after["redis_commands"] - before["redis_commands"]) / elapsed),
+        }
 
 
 def drive(cluster: str, redis_url: str, clients: int, count: int, batch: int, rate: float, window: int) -> dict:
@@ -220,6 +275,8 @@ class LocalCluster:
         cluster = Cluster.objects.create(name=self.name, replica_count=2, write_quorum=0, term_write_quorum=0,
                                          heartbeat_interval=0.5, failover_timeout=5.0, lease=2.5)  # fmt: skip
         self.names, self.secrets, self.locations = [], {}, []
+        self.dbnames: dict[str, str] = {}
+        self.metric_ports: dict[str, int] = {}
         server = "postgresql://postgres@127.0.0.1:5432"
         for index in (1, 2, 3):
             node = f"{self.name}-{index}"
@@ -227,6 +284,8 @@ class LocalCluster:
             _, self.secrets[node] = services.register_node(name=node, cluster=cluster, archive_location=location)
             self.names.append(node)
             self.locations.append(location)
+            self.dbnames[node] = location.rsplit("/", 1)[1]
+            self.metric_ports[node] = free_port()
         services.assign_leader(cluster, self.names[0], actor=services.Actor("bench"), reason="benchmark")
         log = open(workdir / "web.log", "ab")  # noqa: SIM115 - lives as long as the server
         # DEBUG off (as in production: no query log growing in memory), so a key of its own.
@@ -238,7 +297,7 @@ class LocalCluster:
         self.nodes = LocalNodes(f"http://127.0.0.1:{self.port}", settings.REDIS_URL, workdir, env=env)
         try:
             for node in self.names:
-                self.nodes.start(node, self.secrets[node])
+                self.nodes.start(node, self.secrets[node], NODE_METRICS_PORT=str(self.metric_ports[node]))
             self.wait(
                 lambda: Node.objects.filter(cluster__name=self.name, status="live").count() == 3,
                 90, f"3 live nodes (see the logs in {workdir})",
@@ -291,6 +350,39 @@ class LocalCluster:
         Cluster.objects.filter(name=self.name).delete()
 
 
+def measured(cluster: LocalCluster, clients: int, count: int, batch: int, rate: float, window: int) -> dict:
+    meter = Meter(cluster)
+    run = drive(cluster.name, settings.REDIS_URL, clients, count, batch, rate, window)
+    run.update(meter.result(run["commands"]))
+    return run
+
+
+def plot(rows: list[dict], sweep: dict[int, list[dict]], path: str, rate_batch: int) -> None:
+    """p50 and p99 against the committed rate, one colour per write quorum."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5), dpi=120)
+    colours = {0: "tab:green", 1: "tab:blue", 2: "tab:red"}
+    for w, runs in sorted(sweep.items()):
+        runs = sorted(runs, key=lambda r: r["committed_per_s"])
+        rates = [r["committed_per_s"] for r in runs]
+        colour = colours.get(w)
+        axis.plot(rates, [r["p99_ms"] for r in runs], "o-", color=colour, label=f"W={w} p99")
+        axis.plot(rates, [r["p50_ms"] for r in runs], "s--", color=colour, alpha=0.6, label=f"W={w} p50")
+    axis.set_yscale("log")
+    axis.set_xlabel("committed commands/s (the last point of each line: flat out)")
+    axis.set_ylabel("latency, command due to committed result (ms, log scale)")
+    axis.set_title(f"Leader + 2 followers on one 2-core machine, {rate_batch} commands per client batch")
+    axis.axhline(10, color="grey", linewidth=0.8, linestyle=":")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(ncol=2, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=200_000, help="commands per flat-out run")
@@ -304,6 +396,9 @@ def main() -> None:
         "--write-quorums", "--replicas", dest="replicas", default="0,1,2",
         help="write quorums W to measure (N = 2 followers throughout)",
     )
+    parser.add_argument("--plot", metavar="FILE.png", help="also sweep offered loads and draw p50/p99 against them")
+    parser.add_argument("--plot-rates", default="2000,5000,10000,20000,40000", help="offered loads of the sweep")
+    parser.add_argument("--plot-seconds", type=float, default=5.0, help="length of each sweep run")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     replicas = [int(r) for r in args.replicas.split(",")]
@@ -313,28 +408,34 @@ def main() -> None:
     say = (lambda *a: None) if args.json else print
     say(f"starting a control plane and 3 nodes (logs in {workdir}) ...")
     cluster = LocalCluster(workdir, env)
-    rows = []
+    rows, sweep = [], {}
     try:
         setup = ClusterClient(cluster.name, settings.REDIS_URL, client_id="bench-setup", timeout=30)
         setup.submit(AddInstrument("bench-setup", 1, SYMBOL, tick_size=TICK, lot_size=1))
         for r in replicas:
             cluster.set_write_quorum(r)
             say(f"W={r}: {args.count} commands flat out ...")
-            meter = CpuMeter(cluster.cpu_groups())
-            flat = drive(cluster.name, settings.REDIS_URL, args.clients, args.count, args.batch, 0, args.window)
-            flat["cores_busy"] = meter.shares()
+            flat = measured(cluster, args.clients, args.count, args.batch, 0, args.window)
             count = int(args.rate * args.rate_seconds)
             say(f"W={r}: {count} commands at {args.rate:.0f}/s offered ...")
-            meter = CpuMeter(cluster.cpu_groups())
-            paced = drive(cluster.name, settings.REDIS_URL, args.clients, count, args.rate_batch, args.rate, 10_000)
-            paced["cores_busy"] = meter.shares()
+            paced = measured(cluster, args.clients, count, args.rate_batch, args.rate, 10_000)
             rows.append({"write_quorum": r, "flat_out": flat, "fixed_rate": {"offered_per_s": args.rate, **paced}})
+            if args.plot:
+                sweep[r] = []
+                for rate in [float(x) for x in args.plot_rates.split(",")]:
+                    say(f"W={r}: sweep at {rate:.0f}/s offered ...")
+                    run = measured(cluster, args.clients, int(rate * args.plot_seconds), args.rate_batch, rate, 10_000)
+                    sweep[r].append({"offered_per_s": rate, **run})
+                sweep[r].append({"offered_per_s": None, **flat})
         gc_pauses = cluster.gc_pauses()
     finally:
         cluster.close()
+    if args.plot:
+        plot(rows, sweep, args.plot, args.rate_batch)
     if args.json:
-        print(json.dumps({"clients": args.clients, "batch": args.batch, "gc": env["NODE_GC"],
-                          "gc_pauses_over_20ms": gc_pauses, "rows": rows}))  # fmt: skip
+        print(json.dumps({"clients": args.clients, "batch": args.batch, "rate_batch": args.rate_batch,
+                          "gc": env["NODE_GC"], "gc_pauses_over_20ms": gc_pauses, "rows": rows,
+                          "sweep": sweep}))  # fmt: skip
         return
     print()
     print(f"Local cluster: leader + 2 followers, {args.clients} client processes, GC policy {env['NODE_GC']}")
@@ -346,16 +447,39 @@ def main() -> None:
         print(f"| {row['write_quorum']} | {f['committed_per_s']:,} | {f['p50_ms']} | {f['p99_ms']} | {f['max_ms']} "
               f"| {p['committed_per_s']:,} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} |")
     print()
-    print("Cores kept busy during each run (2 cores in all; where the time goes):")
+    parts = list(rows[0]["flat_out"]["cpu_us_per_command"]) if rows else []
+    print("CPU µs per committed command, by part (cores kept busy in brackets; 2 cores in all):")
+    print("| W | run | " + " | ".join(parts) + " |")
+    print("|---|---|" + "---:|" * len(parts))
     for row in rows:
         for label, run in (("flat out", row["flat_out"]), (f"{args.rate:,.0f}/s", row["fixed_rate"])):
-            parts = ", ".join(f"{name} {share:.2f}" for name, share in run["cores_busy"].items())
-            print(f"  W={row['write_quorum']} {label}: {parts} (total {sum(run['cores_busy'].values()):.2f})")
+            cells = []
+            for part in parts:
+                value = run["cpu_us_per_command"][part]
+                share = run["cores_busy"].get(part, sum(run["cores_busy"].values()))
+                cells.append(f"{value} ({share:.2f})")
+            print(f"| {row['write_quorum']} | {label} | " + " | ".join(cells) + " |")
+    print()
+    print("Per node: loop cycles/s, commands (leader) or events (followers) per cycle, Redis round trips/s "
+          "on the loops' connections, PostgreSQL transactions/s in its archive; Redis commands/s in all:")
+    for row in rows:
+        for label, run in (("flat out", row["flat_out"]), (f"{args.rate:,.0f}/s", row["fixed_rate"])):
+            nodes = "; ".join(
+                f"{n['role']} {n['cycles_per_s']:,} cycles/s x {n['items_per_cycle']}, "
+                f"{n['redis_round_trips_per_s']:,} RT/s, {n['pg_commits_per_s']:,} tx/s"
+                for n in run["nodes"].values()
+            )
+            print(f"  W={row['write_quorum']} {label}: {nodes}; Redis {run['redis_commands_per_s']:,} commands/s")
+            for node in list(run["nodes"].values())[:2]:
+                threads = ", ".join(f"{t} {c:.3f}" for t, c in sorted(node["thread_cores"].items(), key=lambda x: -x[1]))
+                print(f"      {node['role']} threads (cores): {threads}")
     print()
     print(f"GC pauses of 20 ms or more in the nodes (policy {env['NODE_GC']}, whole run):")
     for node, pauses in gc_pauses.items():
         longest = f", longest {max(pauses):.1f} ms" if pauses else ""
         print(f"  {node}: {len(pauses)}{longest}")
+    if args.plot:
+        print(f"\nplot: {args.plot}")
 
 
 if __name__ == "__main__":

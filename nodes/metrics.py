@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, StateSetMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
 from prometheus_client.registry import Collector
 
 from controlplane.env import env_int, env_str
@@ -34,6 +34,39 @@ log = logging.getLogger(__name__)
 SAMPLE_S = 0.010
 GC_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 COMMIT_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by thread name
+    (leader-... numbers dropped so that a role's threads keep their name across terms)."""
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        tid = thread.native_id
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        name = thread.name.split("-", 1)[0] if "-" in thread.name else thread.name
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS
+    return out
+
+
+class LoopStats:
+    """What a node's loops did, counted where it happens (plain increments; read at scrape
+    time): cycles and what they carried, archive appends, hot-path Redis round trips. The
+    benchmark divides them by each other: commands per cycle, round trips per cycle."""
+
+    __slots__ = ("appends", "cycles", "items", "redis_round_trips")
+
+    def __init__(self) -> None:
+        self.cycles = 0  # loop cycles that processed something (commands or events)
+        self.items = 0  # leader: commands processed; follower: events archived
+        self.appends = 0  # archive appends (one PostgreSQL transaction each)
+        self.redis_round_trips = 0  # on the loops' own connections (archive.redisconn)
 
 
 class NodeCollector(Collector):
@@ -76,6 +109,23 @@ class NodeCollector(Collector):
             None if commit is None or leading_at is None else max(0, leading_at - commit),
         )
         yield gauge("lag_events", "Events behind the leader's position in its commit hash.", self._lag(archived))
+        stats = node.stats
+        for name, doc, value in (
+            ("loop_cycles", "Loop cycles that processed commands (leader) or events (follower).", stats.cycles),
+            ("loop_items", "Commands processed (leader) or events archived (follower).", stats.items),
+            ("archive_appends", "Archive appends, one PostgreSQL transaction each.", stats.appends),
+            ("redis_round_trips", "Round trips on the loops' own Redis connections.", stats.redis_round_trips),
+        ):
+            family = CounterMetricFamily(f"tec_node_{name}", doc, labels=names)
+            family.add_metric(labels, value)
+            yield family
+        threads = CounterMetricFamily(
+            "tec_node_thread_cpu_seconds", "CPU time of each thread of the node (from /proc).",
+            labels=[*names, "thread"],
+        )  # fmt: skip
+        for thread_name, seconds in thread_cpu_seconds().items():
+            threads.add_metric([*labels, thread_name], seconds)
+        yield threads
 
     def _lag(self, archived: int) -> int | None:
         from nodes import wire

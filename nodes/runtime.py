@@ -56,6 +56,7 @@ class Node:
         self.paused_for_switchover = False
         self.checkpoint: tuple[int, int] = (0, 0)  # (position, running hash at it)
         self.gc_watch = GcWatch().install()
+        self.stats = metrics.LoopStats()
         self.queries: queue.Queue = queue.Queue()  # (op, args, answer holder), for the loop
         self._status_kind, self._status_logged_at = "", 0.0
         self.stopping = threading.Event()

@@ -31,7 +31,15 @@ def fake_node(role: str = "leader", **leader) -> SimpleNamespace:
         gc_watch=GcWatch(),
         redis=None,
         stopped=threading.Event(),
+        stats=loop_stats(cycles=7, items=350, appends=7, redis_round_trips=21),
     )
+
+
+def loop_stats(**counts: int) -> metrics.LoopStats:
+    stats = metrics.LoopStats()
+    for name, value in counts.items():
+        setattr(stats, name, value)
+    return stats
 
 
 def values(registry: CollectorRegistry) -> dict[str, float]:
@@ -53,6 +61,13 @@ def test_the_collector_reports_positions_and_data_at_risk_while_leading():
     assert got["tec_node_uncommitted_events"] == 20
     assert got["tec_node_role[leader]"] == 1
     assert got["tec_node_lag_events"] == 0
+    # What the loops did, for the benchmark's per-cycle figures.
+    assert got["tec_node_loop_cycles_total"] == 7
+    assert got["tec_node_loop_items_total"] == 350
+    assert got["tec_node_archive_appends_total"] == 7
+    assert got["tec_node_redis_round_trips_total"] == 21
+    # Per thread CPU, this test's own thread included, by name.
+    assert "tec_node_thread_cpu_seconds_total[MainThread]" in got
 
 
 def test_the_sampler_observes_commit_latency_and_counts_commits():
