@@ -24,6 +24,7 @@ from nodes.leader import Leader, PoisonCommand, SteppedDown
 from nodes.protocol import rejoin
 from nodes.protocol.lease import Lease
 from nodes.rejoin import term_ranges
+from nodes.snapshotter import Snapshotter
 from nodes.state import NodeState
 
 log = logging.getLogger("nodes.runtime")
@@ -70,6 +71,8 @@ class Node:
         self.snapshot_requested = threading.Event()
         self.snapshot_done = threading.Event()
         self.last_snapshot_status = ""
+        self.snapshotter: Snapshotter | None = None  # forks the snapshot children
+        self._next_snapshot_at = 0  # position from which an automatic snapshot is due
         self.refused: str | None = None
         self.peer_service: peer.PeerService | None = None
         self._loop_thread: threading.Thread | None = None
@@ -108,6 +111,7 @@ class Node:
             if self.peer_service is not None:
                 self.peer_service.stop()
             if self.state is not None:
+                self._finish_snapshot()
                 self.state.close()
             self.stopped.set()
             if (not self.stopping.is_set() or self.refused) and self.on_exit is not None:
@@ -151,6 +155,7 @@ class Node:
             self._answer_queries()
             if self.snapshot_requested.is_set():
                 self._take_snapshot()
+            self._poll_snapshot()
 
     def _rebuild(self, pause: float, poison: PoisonCommand | None = None) -> None:
         """After a failed cycle: stop the role, set a poison command aside, and rebuild
@@ -199,10 +204,12 @@ class Node:
     def _recover(self) -> None:
         if self.state is None:
             self.state = NodeState(self.view.archive_location)
+            self.snapshotter = Snapshotter(self.view.archive_location)
         self.ready = False
         gc.unfreeze()
         self.status = self.state.recover(progress=self._replay_progress)
         self.checkpoint = (self.state.engine.position, self.state.engine.running_hash)
+        self._next_snapshot_at = self.state.last_snapshot_position + self.config.snapshot_every
         log.info("%s", self.status)
         self._apply_gc_policy()
         self.ready = True
@@ -361,16 +368,41 @@ class Node:
         # One tuple, swapped in whole: the heartbeat thread reads a position and the hash
         # at that same position, never a hash from one batch later.
         self.checkpoint = (state.engine.position, state.engine.running_hash)
-        every = self.config.snapshot_every
-        if every and state.position - state.last_snapshot_position >= every:
+        if self.config.snapshot_every and state.position >= self._next_snapshot_at and not self.snapshotter.busy:
             self._take_snapshot()
 
     def _take_snapshot(self) -> None:
+        """Fork a child that writes the snapshot (nodes/snapshotter.py): the loop pays for
+        the fork only, and goes on at once; _poll_snapshot follows the child."""
         self.snapshot_requested.clear()
-        if isinstance(self.role, Leader):
-            self.role.flush()  # the snapshot's position must be in the archive already
-        self.last_snapshot_status = self.state.take_snapshot(self.view.term)
-        log.info("%s", self.last_snapshot_status)
+        if self.snapshotter.busy:
+            return  # the request is answered when the snapshot in flight is done
+        self._next_snapshot_at = self.state.position + self.config.snapshot_every
+        log.info("%s", self.snapshotter.start(self.state.engine))
+
+    def _poll_snapshot(self) -> None:
+        snapshotter, state = self.snapshotter, self.state
+        if snapshotter is None or state is None or not snapshotter.busy:
+            return
+        done = snapshotter.poll(state.engine, state.archived)
+        if done is not None:
+            self._snapshot_finished(done)
+
+    def _finish_snapshot(self) -> None:
+        """At stop: a child whose position is archived completes; any other is abandoned."""
+        if self.snapshotter is not None and self.snapshotter.busy:
+            state = self.state
+            done = self.snapshotter.finish(state.engine, lambda: state.archived, timeout=60.0)
+            if done is not None:
+                self._snapshot_finished(done)
+
+    def _snapshot_finished(self, done) -> None:
+        if done.ok:
+            self.state.last_snapshot_position = max(self.state.last_snapshot_position, done.position)
+            log.info("%s", done.status)
+        else:
+            log.warning("%s", done.status)
+        self.last_snapshot_status = done.status
         self.snapshot_done.set()
 
     # -- heartbeats --------------------------------------------------------------------

@@ -713,6 +713,20 @@ class Engine:
             raise CodecError(f"snapshot is corrupt: {exc}") from exc
         return digest
 
+    @staticmethod
+    def body_digest(data: bytes) -> str:
+        """SHA-256 (hex) of a snapshot's state as stored: what its digest must be, checked
+        without restoring it."""
+        from nodes.engine.codec import CodecError
+
+        try:
+            _hash, _digest, body = msgspec.msgpack.decode(
+                data[len(SNAPSHOT_MAGIC) + 1 :], type=tuple[int, str, msgspec.Raw]
+            )
+        except (msgspec.DecodeError, TypeError) as exc:
+            raise CodecError(f"snapshot is corrupt: {exc}") from exc
+        return hashlib.sha256(body).hexdigest()
+
     @classmethod
     def restore(cls, data: bytes) -> Engine:
         """An engine in exactly the state ``snapshot()`` captured (checked by digest)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -132,6 +133,10 @@ def test_restarted_node_replays_from_its_snapshot_and_resumes_its_role(make_clus
     submit_all(client, order_flow(client, 2_000, seed=4))
     status = app.send_task("nodes.take_snapshot", queue=f"node.{follower}").get(timeout=30)
     assert status.startswith("snapshot taken at position")
+    assert "in a forked process" in status
+    started = re.search(r"snapshot at position \d+ started in process (\d+)", cluster.nodes.processes[follower].log_path.read_text())
+    assert started, "the snapshot was not written by a child process"
+    assert int(started[1]) != cluster.nodes.processes[follower].pid  # the loop only forked
     submit_all(client, order_flow(client, 500, seed=5))
     before = archive_digest(cluster.locations[follower])
 
