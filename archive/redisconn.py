@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from hiredis import pack_command
 from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
@@ -47,7 +48,8 @@ class DirectConnection:
         """Send without waiting: the caller works while Redis answers, then `receive`s."""
         conn = self._conn
         try:
-            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            # hiredis packs in C; redis-py's pack_commands wraps it in Python per argument.
+            conn.send_packed_command([b"".join(map(pack_command, commands))], check_health=False)
         except BaseException:
             conn.disconnect()
             raise
@@ -69,6 +71,14 @@ class DirectConnection:
             raise
         except BaseException:
             conn.disconnect()
+            raise
+
+    def ready(self, timeout: float) -> bool:
+        """Whether a reply can be read within `timeout` seconds (0: now), without reading it."""
+        try:
+            return self._conn.can_read(timeout)
+        except BaseException:
+            self._conn.disconnect()
             raise
 
     def evalsha(self, script: Script, keys: Sequence, args: Sequence) -> tuple:

@@ -45,7 +45,6 @@ from psycopg import sql  # noqa: E402
 from archive import keys  # noqa: E402
 from controlplane.clusters import services  # noqa: E402
 from controlplane.clusters.models import Cluster, Node  # noqa: E402
-from nodes import wire  # noqa: E402
 from nodes.client import ClusterClient  # noqa: E402
 from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, encode_command  # noqa: E402
 from nodes.local import LocalNodes  # noqa: E402
@@ -79,64 +78,34 @@ def command_batches(client_id: str, count: int, batch: int, seed: int) -> list[l
 
 
 def client_process(args: tuple) -> dict:
-    """One client connection: a sender thread adds command batches to the command stream
-    (as fast as the window allows, or when each is due at the offered rate) while this
-    thread collects the results from the client's reply list."""
-    import threading
-
+    """One client connection, one thread, as an integrator would write it with the client
+    library: it sends the command batches that are due (at the offered rate, or as fast as
+    the window of batches in flight allows) and, between sends, receives results until the
+    next batch is due."""
     cluster, redis_url, index, count, batch, rate, window = args
     client = ClusterClient(cluster, redis_url, client_id=f"bench-{uuid.uuid4().hex[:6]}-{index}")
-    sender_redis = redis_lib.Redis.from_url(redis_url)
     batches = command_batches(client.client_id, count, batch, seed=index)
     due_at: dict[str, float] = {}
-    arrived: dict[str, tuple[float, int]] = {}  # replies that beat the sender's bookkeeping
     latencies: list[float] = []
-    slots = threading.Semaphore(window)
-    lock = threading.Lock()
+    interval = batch / rate if rate else 0.0
     start = time.perf_counter()
-
-    def record(entry_id: str, done: float, results: int) -> None:
-        latencies.extend([done - due_at.pop(entry_id)] * results)
-        slots.release()
-
-    def send() -> None:
-        interval = batch / rate if rate else 0.0
-        next_due = start
-        for commands in batches:
-            if rate:
-                delay = next_due - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            slots.acquire()
-            due = next_due if rate else time.perf_counter()
-            entry_id = sender_redis.xadd(client.commands_key, {"r": client.reply_key, "c": wire.encode(commands)})
-            with lock:
-                due_at[entry_id.decode()] = due
-                early = arrived.pop(entry_id.decode(), None)
-                if early:
-                    record(entry_id.decode(), *early)
+    next_due, sent, received = start, 0, 0
+    while received < len(batches):
+        now = time.perf_counter()
+        while sent < len(batches) and (next_due <= now if rate else sent - received < window):
+            entry_id = client.send_encoded(batches[sent])
+            due_at[entry_id] = next_due if rate else now
+            sent += 1
             next_due += interval
-
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
-    expected = len(batches)
-    received = 0
-    while received < expected:
-        reply = client.redis.blpop([client.reply_key], timeout=10)
-        if reply is None:
+        wait = max(0.0, next_due - time.perf_counter()) if rate and sent < len(batches) else 10.0
+        results = client.receive(wait)
+        if not results and wait >= 10.0:
             raise SystemExit(f"bench: client {index} got no result for 10 s")
         done = time.perf_counter()
-        messages = [reply[1], *(client.redis.lpop(client.reply_key, 1000) or [])]
-        for message in messages:
-            entry_id, results = wire.decode(message)
+        for entry_id, replies in results:
+            latencies.extend([done - due_at.pop(entry_id)] * len(replies))
             received += 1
-            with lock:
-                if entry_id in due_at:
-                    record(entry_id, done, len(results))
-                else:
-                    arrived[entry_id] = (done, len(results))
     end = time.perf_counter()
-    sender.join()
     client.close()
     return {"count": len(latencies), "start": start, "end": end, "latencies": latencies}
 
@@ -150,18 +119,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def pids_named(name: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == name:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -185,7 +142,6 @@ class Meter:
 
     def __init__(self, cluster: LocalCluster) -> None:
         self.cluster = cluster
-        self.groups = cluster.cpu_groups()
         self.before = self.sample()
 
     def sample(self) -> dict:
@@ -199,7 +155,9 @@ class Meter:
         times = os.times()
         return {
             "at": time.perf_counter(),
-            "cpu": {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()},
+            # Per process, the groups found again each time: a process born during the run
+            # (a PostgreSQL backend) counts from zero.
+            "cpu": {name: {pid: cpu_seconds(pid) for pid in pids} for name, pids in cluster.cpu_groups().items()},
             "clients": times.children_user + times.children_system,
             "nodes": {name: scrape(port) for name, port in cluster.metric_ports.items()},
             "pg_commits": {name: commits.get(db, 0) for name, db in cluster.dbnames.items()},
@@ -212,7 +170,10 @@ class Meter:
         after = self.sample()
         before = self.before
         elapsed = after["at"] - before["at"]
-        cores = {name: (after["cpu"][name] - before["cpu"][name]) / elapsed for name in self.groups}
+        cores = {
+            name: sum(seconds - before["cpu"][name].get(pid, 0.0) for pid, seconds in pids.items()) / elapsed
+            for name, pids in after["cpu"].items()
+        }
         cores["clients"] = (after["clients"] - before["clients"]) / elapsed
         per_s = committed / elapsed if committed else 0.0
         us = {name: round(share * 1e6 / per_s, 1) if per_s else None for name, share in cores.items()}
@@ -315,13 +276,25 @@ class LocalCluster:
             time.sleep(0.2)
 
     def cpu_groups(self) -> dict[str, list[int]]:
+        """The processes of each part. PostgreSQL and Redis: only the servers this cluster
+        uses (other servers on the machine, a test's private ones, are not counted)."""
         pids = [self.nodes.processes[name].pid for name in self.names]
+        databases = [*self.dbnames.values(), settings.DATABASES["default"]["NAME"]]
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres") as conn:
+            data_directory = conn.execute("SHOW data_directory").fetchone()[0]
+            # The backends of our archives and control plane, and the server's own
+            # processes (WAL writer, checkpointer...); not other databases' backends.
+            backends = [pid for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s) OR backend_type <> 'client backend'",
+                (databases,),
+            )]  # fmt: skip
+        postmaster = int(Path(data_directory, "postmaster.pid").read_text().split()[0])
         return {
             "leader": pids[:1],
             "followers": pids[1:],
             "control plane": [self.web.pid],
-            "postgresql": pids_named("postgres"),
-            "redis": pids_named("redis-server"),
+            "postgresql": [postmaster, *backends],
+            "redis": [int(self.redis.info("server")["process_id"])],
         }
 
     def gc_pauses(self) -> dict[str, list[float]]:

@@ -25,6 +25,7 @@ from nodes import wire
 from nodes.engine import decode_event, encode_command
 
 RECEIVE_COUNT = 1000  # replies taken in one round trip
+RECEIVE_BLOCK_S = 10  # how long an outstanding pop waits on the server before it is sent again
 
 
 class SubmitError(Exception):
@@ -82,6 +83,7 @@ class ClusterClient:
         # one thread may send while another receives.
         self._send_line = DirectConnection(self.redis)
         self._receive_line = DirectConnection(self.redis)
+        self._receiving = False  # a BLMPOP is outstanding on the receive connection
         self._seq = time.time_ns() // 1000
         self._outstanding: dict[str, int] = {}
         self._results: dict[str, list[CommandResult]] = {}
@@ -113,15 +115,29 @@ class ClusterClient:
         return entry_id
 
     def receive(self, timeout: float) -> list[tuple[str, list[CommandResult]]]:
-        """Results that arrived within `timeout`: (entry id, results) per command batch.
-        One round trip takes every reply waiting (BLMPOP ... COUNT)."""
-        reply = self._receive_line.call(
-            "BLMPOP", f"{max(timeout, 0.001):.3f}", 1, self.reply_key, "LEFT", "COUNT", RECEIVE_COUNT
-        )
-        if reply is None:
-            return []
+        """Results that arrived within `timeout` (0: only those already here): (entry id,
+        results) per command batch. One blocking pop stays outstanding on the client's
+        receive connection and takes every reply waiting at once (BLMPOP ... COUNT), so a
+        client that sends and receives in one thread polls with receive(until next send)
+        without a round trip per poll."""
+        line = self._receive_line
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self._receiving:
+                line.send((("BLMPOP", RECEIVE_BLOCK_S, 1, self.reply_key, "LEFT", "COUNT", RECEIVE_COUNT),))
+                self._receiving = True
+            if not line.ready(max(0.0, deadline - time.monotonic())):
+                return []
+            self._receiving = False
+            reply = line.receive(1)[0]
+            if reply is not None:
+                return self._parse(reply[1])
+            if time.monotonic() >= deadline:
+                return []  # the pop timed out on the server with nothing: ask again next time
+
+    def _parse(self, messages: list[bytes]) -> list[tuple[str, list[CommandResult]]]:
         out = []
-        for message in reply[1]:
+        for message in messages:
             entry_id, results = wire.decode(message)
             if self._outstanding.pop(entry_id, None) is None:
                 continue  # a reply to a batch we gave up on

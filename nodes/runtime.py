@@ -6,7 +6,6 @@ import gc
 import itertools
 import logging
 import queue
-import re
 import sys
 import threading
 import time
@@ -33,7 +32,7 @@ SOFTWARE_VERSION = "0.1.0"
 EXIT_CRASHED = 70  # EX_SOFTWARE: the loop ended on a bug; the runner restarts the node
 EXIT_REFUSED = 78  # EX_CONFIG: the control plane refuses this node; an operator must act
 STATUS_LOG_INTERVAL_S = 10.0
-_DIGITS = re.compile(r"\d+")
+_NO_DIGITS = str.maketrans("", "", "0123456789")  # a status's kind: its words, not its numbers
 
 
 class Node:
@@ -194,7 +193,7 @@ class Node:
     def _log_status(self, status: str) -> None:
         """Log the status when it changes in kind, not each time a position moves (a busy
         leader changes position a few hundred times a second)."""
-        kind = _DIGITS.sub("#", status)
+        kind = status.translate(_NO_DIGITS)  # C speed: this runs every cycle
         now = time.monotonic()
         if kind != self._status_kind or now - self._status_logged_at > STATUS_LOG_INTERVAL_S:
             log.info("%s (GC: %s)", status, self.gc_watch.summary())

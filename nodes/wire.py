@@ -11,6 +11,7 @@ Commit hash `tec:{CLUSTER}:commit`: the leader's view of commits, for clients an
 
 from __future__ import annotations
 
+import functools
 import time
 
 import msgspec
@@ -57,6 +58,11 @@ def reply_key(cluster: str, client_id: str) -> str:
     return f"{keys(cluster).base}:reply:{client_id}"
 
 
+@functools.lru_cache(maxsize=64)
+def _reply_prefix(cluster: str) -> str:
+    return reply_key(cluster, "")  # checks the name once, not for every entry
+
+
 def parse_command_entry(cluster: str, fields: dict) -> tuple[str, list[bytes]]:
     """The reply list and the encoded commands of one command-stream entry.
 
@@ -74,7 +80,7 @@ def parse_command_entry(cluster: str, fields: dict) -> tuple[str, list[bytes]]:
         raise PoisonEntry("the reply list name is not UTF-8") from None
     if len(raw) > MAX_ENTRY_BYTES:
         raise PoisonEntry(f"{len(raw)} bytes, more than the {MAX_ENTRY_BYTES} an entry may hold")
-    if not reply_to.startswith(reply_key(cluster, "")) or len(reply_to) > 200:
+    if not reply_to.startswith(_reply_prefix(cluster)) or len(reply_to) > 200:
         # The leader writes results there: never into a key that is not a reply list.
         raise PoisonEntry(f"reply list {reply_to[:80]!r} is not a reply list of cluster {cluster}")
     try:
