@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import random
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -88,6 +89,7 @@ def client_process(args: tuple) -> dict:
     due_at: dict[str, float] = {}
     latencies: list[float] = []
     interval = batch / rate if rate else 0.0
+    cpu_start = time.process_time()  # the client's own work, not the batches made above
     start = time.perf_counter()
     next_due, sent, received = start, 0, 0
     while received < len(batches):
@@ -106,8 +108,9 @@ def client_process(args: tuple) -> dict:
             latencies.extend([done - due_at.pop(entry_id)] * len(replies))
             received += 1
     end = time.perf_counter()
+    cpu = time.process_time() - cpu_start
     client.close()
-    return {"count": len(latencies), "start": start, "end": end, "latencies": latencies}
+    return {"count": len(latencies), "start": start, "end": end, "latencies": latencies, "cpu": cpu}
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -119,6 +122,18 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def children_of(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -152,19 +167,17 @@ class Meter:
                 (list(cluster.dbnames.values()),),
             ).fetchall()
         commits = dict(rows)
-        times = os.times()
         return {
             "at": time.perf_counter(),
             # Per process, the groups found again each time: a process born during the run
             # (a PostgreSQL backend) counts from zero.
             "cpu": {name: {pid: cpu_seconds(pid) for pid in pids} for name, pids in cluster.cpu_groups().items()},
-            "clients": times.children_user + times.children_system,
             "nodes": {name: scrape(port) for name, port in cluster.metric_ports.items()},
             "pg_commits": {name: commits.get(db, 0) for name, db in cluster.dbnames.items()},
             "redis_commands": cluster.redis.info("stats")["total_commands_processed"],
         }
 
-    def result(self, committed: int) -> dict:
+    def result(self, committed: int, client_cpu: float) -> dict:
         """Cores kept busy per part, CPU µs per committed command per part, and per node:
         cycles/s, items per cycle, Redis round trips/s and PostgreSQL transactions/s."""
         after = self.sample()
@@ -174,7 +187,7 @@ class Meter:
             name: sum(seconds - before["cpu"][name].get(pid, 0.0) for pid, seconds in pids.items()) / elapsed
             for name, pids in after["cpu"].items()
         }
-        cores["clients"] = (after["clients"] - before["clients"]) / elapsed
+        cores["clients"] = client_cpu / elapsed  # measured in the client processes, around their loops
         per_s = committed / elapsed if committed else 0.0
         us = {name: round(share * 1e6 / per_s, 1) if per_s else None for name, share in cores.items()}
         nodes = {}
@@ -216,6 +229,7 @@ def drive(cluster: str, redis_url: str, clients: int, count: int, batch: int, ra
 
     return {
         "commands": total,
+        "client_cpu_seconds": sum(r["cpu"] for r in results),
         "seconds": round(elapsed, 3),
         "committed_per_s": round(total / elapsed),
         "p50_ms": round(pct(0.50), 2),
@@ -250,9 +264,11 @@ class LocalCluster:
         services.assign_leader(cluster, self.names[0], actor=services.Actor("bench"), reason="benchmark")
         log = open(workdir / "web.log", "ab")  # noqa: SIM115 - lives as long as the server
         # DEBUG off (as in production: no query log growing in memory), so a key of its own.
-        web_env = {**os.environ, "DEBUG": "false", "SECRET_KEY": uuid.uuid4().hex * 2}
+        # Served as in production (Procfile: gunicorn), one worker.
+        web_env = {**os.environ, "DEBUG": "false", "SECRET_KEY": uuid.uuid4().hex * 2,
+                   "WEB_BIND": f"127.0.0.1:{self.port}", "WEB_WORKERS": "1", "WEB_ACCESS_LOG": "false"}  # fmt: skip
         self.web = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
+            [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:controlplane.gunicorn_conf", "controlplane.wsgi"],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=web_env,
         )  # fmt: skip
         self.nodes = LocalNodes(f"http://127.0.0.1:{self.port}", settings.REDIS_URL, workdir, env=env)
@@ -292,7 +308,7 @@ class LocalCluster:
         return {
             "leader": pids[:1],
             "followers": pids[1:],
-            "control plane": [self.web.pid],
+            "control plane": [self.web.pid, *children_of(self.web.pid)],
             "postgresql": [postmaster, *backends],
             "redis": [int(self.redis.info("server")["process_id"])],
         }
@@ -311,8 +327,12 @@ class LocalCluster:
 
     def close(self) -> None:
         self.nodes.stop_all()
-        self.web.terminate()
-        self.web.wait(10)
+        self.web.send_signal(signal.SIGINT)  # gunicorn: quick shutdown
+        try:
+            self.web.wait(15)
+        except subprocess.TimeoutExpired:
+            self.web.kill()
+            self.web.wait(5)
         for key in self.redis.scan_iter(match=keys(self.name).pattern, count=1000):
             self.redis.delete(key)
         with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
@@ -326,7 +346,7 @@ class LocalCluster:
 def measured(cluster: LocalCluster, clients: int, count: int, batch: int, rate: float, window: int) -> dict:
     meter = Meter(cluster)
     run = drive(cluster.name, settings.REDIS_URL, clients, count, batch, rate, window)
-    run.update(meter.result(run["commands"]))
+    run.update(meter.result(run["commands"], run.pop("client_cpu_seconds")))
     return run
 
 
