@@ -142,6 +142,9 @@ class ClusterCollector(Collector):
                 ("heartbeat_age_seconds", "Seconds since the node's last heartbeat."),
                 ("stalled_seconds", "Seconds the node's loop had made no progress, as it last reported."),
                 ("resyncing", "1 for a new empty replica that neither votes nor leads yet."),
+                ("archive_events", "Events the node's archive holds (retention deletes the oldest)."),
+                ("archive_bytes", "The node's archive on disk (events and snapshots), as it last reported."),
+                ("snapshot_position", "Position of the node's latest verified snapshot."),
                 ("is_leader", "1 for the cluster's leader."),
             ]
         }
@@ -188,6 +191,11 @@ class ClusterCollector(Collector):
                 n["last_term"].add_metric(labels, node.last_term)
                 n["stalled_seconds"].add_metric(labels, node.stalled_for)
                 n["resyncing"].add_metric(labels, 1 if node.resyncing else 0)
+                events = dashboard.archive_events(node)
+                if events is not None:
+                    n["archive_events"].add_metric(labels, events)
+                    n["archive_bytes"].add_metric(labels, node.archive_bytes)
+                    n["snapshot_position"].add_metric(labels, node.snapshot_position)
                 n["is_leader"].add_metric(labels, 1 if node.pk == cluster.leader_id else 0)
                 if node.last_heartbeat is not None:
                     n["heartbeat_age_seconds"].add_metric(

@@ -187,6 +187,8 @@ CELERY_BEAT_SCHEDULE = {
 # Defaults for new clusters (each cluster row holds its own values).
 CLUSTER_HEARTBEAT_INTERVAL = env_float("CLUSTER_HEARTBEAT_INTERVAL", 0.5, minimum=0.05)
 CLUSTER_FAILOVER_TIMEOUT = env_float("CLUSTER_FAILOVER_TIMEOUT", 3.0, minimum=0.2)
+# Retention's minimum window: the newest events every archive keeps, whatever its snapshots.
+ARCHIVE_KEEP_EVENTS = env_int("ARCHIVE_KEEP_EVENTS", 1_000_000, minimum=0)
 
 # Operations: readiness and the Prometheus scrape (controlplane/health.py, metrics.py).
 # The supervisor counts as not running when its last cycle is older than this.

@@ -37,6 +37,8 @@ class ClusterView:
     report_epoch: int = 0  # echoed in our next report (nodes.protocol.identity.covers_reset)
     members: tuple[str, ...] = ()  # the current followers; only their acks count
     switchover_to: str | None = None  # set: a planned switchover is in flight
+    keep_events: int = 0  # retention's minimum window (nodes.protocol.retention)
+    retention_floor: int | None = None  # the lowest position a live member holds; None: delete nothing
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClusterView:

@@ -96,6 +96,12 @@ class NodeCollector(Collector):
         yield gauge("last_term", "Term of the last archived event.", last_term)
         yield gauge("applied_position", "Last position applied to the engine.", state.engine.position if state else 0)
         yield gauge("stalled_seconds", "Seconds since the loop last finished a cycle.", max(0.0, time.monotonic() - node.cycle_done_at))
+        retention = getattr(node, "retention", None)
+        size = retention.size if retention is not None else None
+        yield gauge("archive_events", "Events the node's archive holds (retention deletes the oldest).", size.events if size else None)
+        yield gauge("archive_bytes", "The node's archive on disk: events and snapshots.", size.bytes if size else None)
+        yield gauge("archive_first_position", "The oldest position the node's archive holds.", size.first if size else None)
+        yield gauge("snapshot_position", "Position of the latest verified snapshot.", retention.snapshot_position if size else None)
         roles = StateSetMetricFamily("tec_node_role", "The role the control plane gave.", labels=names)
         roles.add_metric(labels, {"leader": role == "leader", "follower": role != "leader"})
         yield roles

@@ -23,6 +23,7 @@ from nodes.leader import Leader, PoisonCommand, SteppedDown
 from nodes.protocol import rejoin
 from nodes.protocol.lease import Lease
 from nodes.rejoin import term_ranges
+from nodes.retention import Retention
 from nodes.snapshotter import Snapshotter
 from nodes.state import NodeState
 
@@ -74,6 +75,8 @@ class Node:
         self._next_snapshot_at = 0  # position from which an automatic snapshot is due
         self.refused: str | None = None
         self.peer_service: peer.PeerService | None = None
+        self.retention: Retention | None = None  # deletes what the archive no longer needs
+        self.installing = False  # replacing the archive with a peer's snapshot: retention waits
         self._loop_thread: threading.Thread | None = None
         self._heartbeat_thread: threading.Thread | None = None
 
@@ -109,6 +112,8 @@ class Node:
                 log.exception("stopping the role failed")
             if self.peer_service is not None:
                 self.peer_service.stop()
+            if self.retention is not None:
+                self.retention.stop()
             if self.state is not None:
                 self._finish_snapshot()
                 self.state.close()
@@ -128,6 +133,8 @@ class Node:
         self.cycle_done_at = time.monotonic()  # start-up replay is not a stall: it reports "starting"
         self.peer_service = peer.PeerService(self)
         self.peer_service.start()
+        self.retention = Retention(self, self.view.archive_location)
+        self.retention.start()
         while not self.stopping.is_set():
             try:
                 status = self.run_cycle()
@@ -450,6 +457,7 @@ class Node:
             "report_boot": str(state.boot) if state is not None and self.ready else "",
             "report_seq": next(self._report_seq),
             "echo_epoch": self.view.report_epoch if self.view else 0,
+            **self._archive_size(),
         }
 
     def _first_heartbeat(self) -> ClusterView:
@@ -490,6 +498,19 @@ class Node:
             except Exception:
                 log.exception("heartbeat failed")
             self.stopped.wait(interval)
+
+
+    def _archive_size(self) -> dict[str, int]:
+        """What retention last measured, for the heartbeat (nothing until it has)."""
+        retention = self.retention
+        size = retention.size if retention is not None and self.ready else None
+        if size is None:
+            return {}
+        return {
+            "archive_first_position": size.first,
+            "archive_bytes": size.bytes,
+            "snapshot_position": retention.snapshot_position,
+        }
 
 
 def _count(value: int) -> str:

@@ -91,7 +91,10 @@ class ClusterForm(forms.ModelForm):
 
     class Meta:
         model = Cluster
-        fields = ["name", "replica_count", "write_quorum", "heartbeat_interval", "failover_timeout", "lease"]
+        fields = [
+            "name", "replica_count", "write_quorum", "heartbeat_interval", "failover_timeout", "lease",
+            "archive_keep_events",
+        ]  # fmt: skip
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -158,6 +161,7 @@ class ClusterAdmin(admin.ModelAdmin):
         "heartbeat_interval",
         "failover_timeout",
         "lease",
+        "archive_keep_events",
         "term",
         "leader",
         "last_leader",

@@ -83,7 +83,18 @@ def node_row(node: Node, leader_position: int | None, now: datetime) -> dict[str
         "state_hash_position": node.state_hash_position,
         "last_term": node.last_term,
         "resyncing": node.resyncing,
+        "archive_events": archive_events(node),
+        "archive_first_position": node.archive_first_position,
+        "archive_bytes": node.archive_bytes,
+        "snapshot_position": node.snapshot_position,
     }
+
+
+def archive_events(node: Node) -> int | None:
+    """Events the node's archive holds (retention deletes the oldest), None until reported."""
+    if not node.archive_first_position:
+        return None
+    return max(0, node.archived_position - node.archive_first_position + 1)
 
 
 def why_no_leader(cluster: Cluster) -> str | None:

@@ -42,6 +42,10 @@ def default_failover_timeout() -> float:
     return settings.CLUSTER_FAILOVER_TIMEOUT
 
 
+def default_keep_events() -> int:
+    return settings.ARCHIVE_KEEP_EVENTS
+
+
 def default_lease() -> float:
     # Half the failover timeout: an isolated leader stops well before another is elected.
     return settings.CLUSTER_FAILOVER_TIMEOUT / 2
@@ -115,6 +119,13 @@ class Cluster(models.Model):
             "Seconds a leader keeps taking commands without a successful heartbeat. "
             "Must be shorter than the failover timeout, so an isolated leader stops "
             "before another is elected."
+        ),
+    )
+    archive_keep_events = models.PositiveBigIntegerField(
+        default=default_keep_events,
+        help_text=(
+            "Retention's minimum window: the newest events every archive keeps. Below it, each node "
+            "deletes events older than its latest verified snapshot that no live member still needs."
         ),
     )
     status = models.CharField(max_length=16, choices=ClusterStatus.choices, default=ClusterStatus.FORMING)
@@ -191,6 +202,9 @@ NODE_REPORTED_FIELDS = [
     "stalled_for",
     "resyncing",
     "resync_target",
+    "archive_first_position",
+    "archive_bytes",
+    "snapshot_position",
     "created_at",
 ]
 
@@ -238,6 +252,13 @@ class Node(models.Model):
     )
     truncations = models.PositiveBigIntegerField(
         default=0, help_text="Rejoin truncations its archive has made (a position that went back with more is a rejoin)."
+    )
+    archive_first_position = models.PositiveBigIntegerField(
+        default=0, help_text="The oldest position the node's archive holds (retention moves it up)."
+    )
+    archive_bytes = models.PositiveBigIntegerField(default=0, help_text="The node's archive on disk: events and snapshots.")
+    snapshot_position = models.PositiveBigIntegerField(
+        default=0, help_text="Position of the node's latest verified snapshot (0: none)."
     )
     report_boot = models.CharField(max_length=32, blank=True, editable=False)
     report_seq = models.PositiveBigIntegerField(default=0, editable=False)

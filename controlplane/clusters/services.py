@@ -24,7 +24,7 @@ from controlplane.clusters.models import (
     NodeStatus,
     RoleChange,
 )
-from nodes.protocol import election, identity
+from nodes.protocol import election, identity, retention
 
 log = logging.getLogger("controlplane.services")
 
@@ -233,6 +233,16 @@ def heard_recently(node: Node, cluster: Cluster, now) -> bool:
 def is_live(node: Node, cluster: Cluster, now=None) -> bool:
     """Reporting now and serving (live, or a leader draining for a switchover)."""
     return node.status in (NodeStatus.LIVE, NodeStatus.DRAINING) and heard_recently(node, cluster, now or db_now())
+
+
+def retention_floor(cluster: Cluster, nodes: list[Node], now) -> int | None:
+    """The lowest position a live member of the cluster holds (nodes.protocol.retention):
+    every node keeps the events after it. Members down or starting do not hold it back;
+    one that comes back behind the nodes' retention installs a snapshot."""
+    return retention.member_floor(
+        retention.Member(n.name, n.archived_position, live=is_live(n, cluster, now), removed=n.status == NodeStatus.REMOVED)
+        for n in nodes
+    )
 
 
 def _reports_live(node: Node, cluster: Cluster, now) -> bool:
@@ -451,6 +461,9 @@ class HeartbeatReport:
     report_boot: str = ""
     report_seq: int = 0
     echo_epoch: int = 0  # the report epoch of the last heartbeat answer the node received
+    archive_first_position: int = 0  # retention: the oldest position the archive holds
+    archive_bytes: int = 0
+    snapshot_position: int = 0  # its latest verified snapshot
 
 
 class ImpossibleReport(ServiceError):
@@ -519,6 +532,9 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
         "stalled_for": report.stalled_for,
         "truncations": report.truncations,
         "resyncing": verdict.resyncing,
+        "archive_first_position": report.archive_first_position,
+        "archive_bytes": report.archive_bytes,
+        "snapshot_position": report.snapshot_position,
     }
     if report.report_boot:
         fields.update(report_boot=report.report_boot, report_seq=report.report_seq)
@@ -527,7 +543,7 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
     else:
         # A node still opening its archive claims nothing about its log: keep what is on
         # file, and withdraw its vote until it reports a log it has measured.
-        for name in ("archived_position", "last_term", "truncations"):
+        for name in ("archived_position", "last_term", "truncations", "archive_first_position", "archive_bytes", "snapshot_position"):
             del fields[name]
         fields["fence_seen"] = 0
     if verdict.reset:

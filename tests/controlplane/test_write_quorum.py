@@ -124,7 +124,7 @@ def change_form(cluster: Cluster, **values) -> dict:
         "name": cluster.name, "replica_count": cluster.replica_count,
         "write_quorum": cluster.write_quorum, "heartbeat_interval": cluster.heartbeat_interval,
         "failover_timeout": cluster.failover_timeout, "lease": cluster.lease,
-        "nodes-TOTAL_FORMS": 3, "nodes-INITIAL_FORMS": 3, "nodes-MIN_NUM_FORMS": 0,
+        "archive_keep_events": cluster.archive_keep_events, "nodes-TOTAL_FORMS": 3, "nodes-INITIAL_FORMS": 3, "nodes-MIN_NUM_FORMS": 0,
         "nodes-MAX_NUM_FORMS": 1000,
     }  # fmt: skip
     for index, node in enumerate(cluster.nodes.order_by("name")):
@@ -161,7 +161,7 @@ def test_admin_form_changes_replicas_and_write_quorum_through_the_service(admin_
 def test_admin_add_form_leaves_the_majority_as_the_default(admin_client):
     form = {
         "name": "gamma", "replica_count": 3, "write_quorum": "", "heartbeat_interval": 0.5,
-        "failover_timeout": 3.0, "lease": 1.5, "nodes-TOTAL_FORMS": 0, "nodes-INITIAL_FORMS": 0,
+        "failover_timeout": 3.0, "lease": 1.5, "archive_keep_events": 1_000_000, "nodes-TOTAL_FORMS": 0, "nodes-INITIAL_FORMS": 0,
         "nodes-MIN_NUM_FORMS": 0, "nodes-MAX_NUM_FORMS": 1000,
     }  # fmt: skip
     done = admin_client.post("/admin/clusters/cluster/add/", form)

@@ -40,13 +40,18 @@ class HeartbeatSerializer(StrictFieldsMixin, serializers.Serializer):
     report_boot = serializers.CharField(required=False, allow_blank=True, default="", max_length=32)
     report_seq = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
     echo_epoch = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    archive_first_position = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    archive_bytes = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    snapshot_position = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
 
 
 def node_config(node: Node) -> dict:
     """Everything a node needs to take its role: the heartbeat's answer."""
     cluster = node.cluster
     switchover = cluster.switchover_target
-    in_flight = switchover is not None and cluster.switchover_deadline > services.db_now()
+    now = services.db_now()
+    in_flight = switchover is not None and cluster.switchover_deadline > now
+    nodes = list(cluster.nodes.all())
     return {
         "node": node.name,
         "cluster": cluster.name,
@@ -65,14 +70,12 @@ def node_config(node: Node) -> dict:
         "switchover_to": switchover.name if in_flight else None,
         # Only the leader counts acks: the others need no member list.
         "members": (
-            list(
-                cluster.nodes.exclude(pk=node.pk)
-                .exclude(status=NodeStatus.REMOVED)
-                .values_list("name", flat=True)
-            )
+            [n.name for n in nodes if n.pk != node.pk and n.status != NodeStatus.REMOVED]
             if cluster.leader_id == node.pk
             else []
         ),
+        "keep_events": cluster.archive_keep_events,
+        "retention_floor": services.retention_floor(cluster, nodes, now),
     }
 
 

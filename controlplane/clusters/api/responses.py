@@ -91,3 +91,7 @@ class NodeConfigSerializer(serializers.Serializer):
     resyncing = serializers.BooleanField()
     switchover_to = serializers.CharField(allow_null=True)
     members = serializers.ListField(child=serializers.CharField(), help_text="For the leader: the followers whose acks count.")
+    keep_events = serializers.IntegerField(help_text="Retention's minimum window: the newest events the archive keeps.")
+    retention_floor = serializers.IntegerField(
+        allow_null=True, help_text="The lowest position a live member holds: retention keeps every event after it."
+    )

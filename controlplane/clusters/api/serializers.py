@@ -75,6 +75,7 @@ class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "heartbeat_interval",
             "failover_timeout",
             "lease",
+            "archive_keep_events",
             "paused",
             "paused_reason",
             "paused_at",

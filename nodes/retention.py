@@ -1,0 +1,118 @@
+"""Retention on a node: delete what its archive no longer needs, from a thread of its own.
+
+The decision is nodes.protocol.retention.cut (latest verified snapshot, the lowest
+position a live member holds, the minimum window); this thread measures the archive,
+verifies the latest snapshot (its bytes hash to its digest), and deletes below the cut
+in small steps, each its own short transaction, so the loop's appends (which take the
+same writer lock) never wait long. It runs on connections of its own: the loop thread
+keeps appending meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from archive import LogSize, PostgresEventLog, PostgresSnapshotStore
+from nodes.protocol import retention
+from nodes.snapshotter import verified
+
+log = logging.getLogger(__name__)
+
+INTERVAL_S = 2.0
+STEP_EVENTS = 50_000  # events deleted per transaction
+
+
+class Retention:
+    """Measures and trims one node's archive every INTERVAL_S until stopped."""
+
+    def __init__(self, node, location: str) -> None:
+        self.node = node
+        self.location = location
+        self.size: LogSize | None = None  # the archive as last measured (reported in heartbeats)
+        self.snapshot_position = 0  # the latest verified snapshot
+        self.deleted = 0  # events deleted since this process started
+        self.status = ""
+        self._verified: tuple[int, str] | None = None  # (position, digest) checked already
+        self._log: PostgresEventLog | None = None
+        self._snapshots: PostgresSnapshotStore | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=f"retention-{node.config.name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                if not getattr(self.node, "installing", False):
+                    try:
+                        self.status = self.run_once()
+                    except Exception as error:  # a database outage, a bug: say so, retry next round
+                        self.status = f"retention failed, retrying: {type(error).__name__}: {error}"
+                        log.warning("%s", self.status)
+                        self._close()
+                self.stopping.wait(INTERVAL_S)
+        finally:
+            self._close()
+
+    def run_once(self) -> str:
+        """One round: measure, verify the latest snapshot, delete below the cut."""
+        view = self.node.view
+        event_log, snapshots = self._stores()
+        size = event_log.size()
+        snapshot = self._latest_verified(snapshots, size.last)
+        floor = view.retention_floor if view is not None else None
+        keep = view.keep_events if view is not None else 0
+        cut = retention.cut(first=size.first, tail=size.last, snapshot=snapshot, floor=floor, keep_events=keep)
+        deleted, position = 0, size.first
+        while position < cut and not self.stopping.is_set():
+            position = min(cut, position + STEP_EVENTS)
+            deleted += event_log.delete_before(position, keep_from_bound=floor + 1)
+        if deleted:
+            size = event_log.size()
+            self.deleted += deleted
+            log.info(
+                "retention: deleted %d events below position %d (snapshot at %d, lowest live member at %s, "
+                "keeping at least %d); the archive holds %d..%d",
+                deleted, cut, snapshot, floor, keep, size.first, size.last,
+            )  # fmt: skip
+        self.size = size
+        return f"archive holds {size.events} events ({size.first}..{size.last}), {size.bytes} bytes"
+
+    def _latest_verified(self, snapshots: PostgresSnapshotStore, tail: int) -> int | None:
+        """The position of the latest snapshot at or below the tail whose bytes hash to its
+        digest (checked once per snapshot), None if there is none."""
+        infos = [info for info in snapshots.list() if info.position <= tail]
+        if not infos:
+            return None
+        newest = infos[0]
+        if self._verified != (newest.position, newest.digest):
+            stored = snapshots.latest(at_or_below=newest.position)
+            if stored is None or not verified(stored.data, stored.digest):
+                # Start-up would restore this one: cut nothing until a good one is taken.
+                log.error("retention: the snapshot at %d does not match its digest; deleting nothing", newest.position)
+                return None
+            self._verified = (newest.position, newest.digest)
+        self.snapshot_position = self._verified[0]
+        return self._verified[0]
+
+    def _stores(self) -> tuple[PostgresEventLog, PostgresSnapshotStore]:
+        if self._log is None:
+            self._log = PostgresEventLog(self.location)
+            self._snapshots = PostgresSnapshotStore(self.location)
+        return self._log, self._snapshots
+
+    def forget(self) -> None:
+        """The archive was renewed (a snapshot install): nothing checked before holds."""
+        self._verified = None
+        self.snapshot_position = 0
+
+    def _close(self) -> None:
+        for store in (self._log, self._snapshots):
+            if store is not None:
+                store.close()
+        self._log = self._snapshots = None
