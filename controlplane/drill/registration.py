@@ -19,9 +19,8 @@ def register(spec_path: str) -> None:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.db import transaction
-    from rest_framework.authtoken.models import Token
 
-    from controlplane.clusters import services
+    from controlplane.clusters import services, tokens
     from controlplane.clusters.models import Cluster
 
     spec = json.loads(Path(spec_path).read_text())
@@ -44,7 +43,7 @@ def register(spec_path: str) -> None:
         )
         operator, _ = get_user_model().objects.get_or_create(username="drill-operator")
         operator.groups.add(Group.objects.get(name="operators"))
-        token, _ = Token.objects.get_or_create(user=operator)
+        token = tokens.issue(operator.username).token
     out = Path(spec["out"])
-    out.write_text(json.dumps({"secrets": secrets, "token": token.key}))
+    out.write_text(json.dumps({"secrets": secrets, "token": token}))
     os.chmod(out, 0o600)

@@ -13,7 +13,6 @@ import schemathesis
 from django.core.wsgi import get_wsgi_application
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -21,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from controlplane.clusters import tokens
 from controlplane.clusters.models import Cluster
 
 # Documented answers of a cluster with no live leader (see the module docstring).
@@ -42,7 +42,7 @@ FUZZ_SETTINGS = settings(
 
 @pytest.fixture
 def operator_token(operator) -> str:
-    return Token.objects.create(user=operator).key
+    return tokens.issue(operator.username).token
 
 
 def aim_at_the_cluster(case, cluster: Cluster) -> None:

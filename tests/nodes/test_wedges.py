@@ -550,11 +550,12 @@ def api_burst(
 
     from django.contrib.auth.models import Group, User
     from django.db import connection
-    from rest_framework.authtoken.models import Token
+
+    from controlplane.clusters import tokens
 
     user = User.objects.create_user(f"burst-{uuid.uuid4().hex[:6]}")
     user.groups.add(Group.objects.get(name="operators"))
-    token = Token.objects.create(user=user).key
+    token = tokens.issue(user.username).token
     control_db = connection.settings_dict["NAME"]
     row = cluster.cluster
     term = row.term

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.throttling import UserRateThrottle
 
 OPERATE_PERMISSION = "clusters.operate_cluster"
 SUBMIT_PERMISSION = "clusters.submit_commands"
@@ -27,3 +28,14 @@ class CanSubmitCommands(BasePermission):
     def has_permission(self, request, view) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and user.has_perm(SUBMIT_PERMISSION))
+
+
+class WriteRateThrottle(UserRateThrottle):
+    """The rate of state-changing requests (POST, PATCH, ...) per user: scope `write`."""
+
+    scope = "write"
+
+    def allow_request(self, request, view) -> bool:
+        if request.method in SAFE_METHODS:
+            return True
+        return super().allow_request(request, view)

@@ -10,9 +10,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
-from controlplane.clusters import services
+from controlplane.clusters import services, tokens
 from controlplane.clusters.models import Cluster, Node
 from nodes.protocol.quorum import default_write_quorum
 
@@ -33,13 +32,13 @@ def archive_location_for(node_name: str) -> str:
     return f"postgresql://{user}@{host}:{port}/{dbname}"
 
 
-def remembered_secret(name: str) -> tuple[str, bool]:
+def remembered_secret(name: str, *, hex_bytes: int = 0) -> tuple[str, bool]:
     """A secret kept in run/<name>, made on first use so every `make run` prints the same."""
     RUN_DIR.mkdir(exist_ok=True)
     path = RUN_DIR / name
     if path.exists():
         return path.read_text().strip(), False
-    value = secrets.token_urlsafe(18)
+    value = secrets.token_hex(hex_bytes) if hex_bytes else secrets.token_urlsafe(18)
     path.write_text(value + "\n")
     path.chmod(0o600)
     return value, True
@@ -112,8 +111,10 @@ class Command(BaseCommand):
             user.save()
             if name == "operator":
                 user.groups.add(operators)
-            token, _ = Token.objects.get_or_create(user=user)
-            result[name] = (password, token.key)
+            # Kept in run/ so every run prints the same; only its digest is in the database,
+            # renewed for another API_TOKEN_TTL_HOURS on each run.
+            token = tokens.issue(name, token=remembered_secret(f"{name}.token", hex_bytes=32)[0]).token
+            result[name] = (password, token)
         return result
 
     def ensure_cluster(self, name: str, node_count: int, replica_count: int, write_quorum: int) -> list[str]:
