@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import redis as redis_lib
 
 from archive.redisconn import DirectConnection
-from nodes import wire
+from nodes import signing, wire
 from nodes.engine import decode_event, encode_command
 
 RECEIVE_COUNT = 1000  # replies taken in one round trip
@@ -42,6 +42,10 @@ class NotEnoughReplicas(CommitTimeout):
 
 class MalformedCommand(SubmitError):
     pass
+
+
+class CommandRefused(SubmitError):
+    """The leader refused the batch or a command of it (trading permissions, signature)."""
 
 
 @dataclass
@@ -71,6 +75,7 @@ class ClusterClient:
         *,
         client_id: str | None = None,
         timeout: float = 5.0,
+        signing_key: tuple[str, bytes | str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.redis = redis_lib.Redis.from_url(redis) if isinstance(redis, str) else redis
@@ -85,6 +90,8 @@ class ClusterClient:
         self._receive_line = DirectConnection(self.redis)
         self._receiving = False  # a BLMPOP is outstanding on the receive connection
         self._seq = time.time_ns() // 1000
+        # (key id, secret): every batch is signed, as a cluster with trading checks requires.
+        self.signer = signing.BatchSigner(cluster, *signing_key) if signing_key else None
         self._outstanding: dict[str, int] = {}
         self._results: dict[str, list[CommandResult]] = {}
 
@@ -107,8 +114,10 @@ class ClusterClient:
         return self.send_encoded([encode_command(command) for command in commands])
 
     def send_encoded(self, encoded: Sequence[bytes]) -> str:
+        payload = wire.encode(list(encoded))
+        signed = self.signer.args(self.reply_key, payload) if self.signer is not None else ()
         entry_id = self._send_line.call(
-            "XADD", self.commands_key, "*", "r", self.reply_key, "c", wire.encode(list(encoded))
+            "XADD", self.commands_key, "*", "r", self.reply_key, "c", payload, *signed
         )
         entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
         self._outstanding[entry_id] = len(encoded)
@@ -157,6 +166,8 @@ class ClusterClient:
         for result in results:
             if result.status == wire.RESULT_MALFORMED:
                 raise MalformedCommand(result.error)
+            if result.status == wire.RESULT_REFUSED:
+                raise CommandRefused(result.error)
         return results
 
     def commit_status(self) -> dict[str, str]:

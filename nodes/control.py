@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -39,6 +39,8 @@ class ClusterView:
     switchover_to: str | None = None  # set: a planned switchover is in flight
     keep_events: int = 0  # retention's minimum window (nodes.protocol.retention)
     retention_floor: int | None = None  # the lowest position a live member holds; None: delete nothing
+    # The leader's only: trading permissions and client keys (nodes.admission), or None.
+    trading: dict[str, Any] | None = field(default=None, compare=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClusterView:

@@ -26,6 +26,7 @@ from archive import DeadLetters, FencedError, FencedWrites, RedisEventPublisher
 from archive.fenced import verdict
 from archive.redisconn import DirectConnection, stream_entries
 from nodes import wire
+from nodes.admission import Admission
 from nodes.engine import CommandDuplicate, decode_command
 from nodes.protocol.commit import CommitTracker
 from nodes.protocol.fencing import FenceVerdict
@@ -123,6 +124,8 @@ class Leader:
             stream_key=wire.events_key(self.cluster, term),
             line=self.archive_line,
         )
+        self._policy: dict | None = None  # the trading policy the admission was built from
+        self.admission: Admission | None = None
         self.tracker = CommitTracker(
             term=term, term_start=node.state.position + 1, leader_position=node.state.position
         )
@@ -231,8 +234,17 @@ class Leader:
             f"committed up to {self.commit_position}"
         )
 
+    def _admission(self) -> Admission | None:
+        """The trading checks of the latest heartbeat answer (None: not enforced)."""
+        policy = self.node.view.trading
+        if policy is not self._policy:
+            self._policy = policy
+            self.admission = Admission.from_policy(self.cluster, policy, self.admission)
+        return self.admission
+
     def _process(self, entries: list) -> int:
         """handle+apply every command of the batch; the archive thread takes it from here."""
+        admission = self._admission()
         state = self.node.state
         engine = state.engine
         now = time.time_ns()
@@ -252,11 +264,23 @@ class Leader:
                 if reply_to:
                     per_entry.append((entry_id, reply_to, [(wire.RESULT_MALFORMED, 0, 0, f"entry set aside: {poison}")]))
                 continue
+            grant = None
+            if admission is not None:  # one MAC per entry (nodes/admission.py)
+                verdict = admission.admit(fields, reply_to)
+                if verdict.grant is None:
+                    self.dead_letters.set_aside(f"commands.{verdict.code}", entry_id, verdict.reason, fields[b"c"])
+                    per_entry.append((entry_id, reply_to, [(wire.RESULT_REFUSED, 0, 0, verdict.reason)]))
+                    continue
+                grant = verdict.grant
             for data in encoded:
                 try:
                     command = decode_command(data)
                 except Exception as error:  # CodecError, and whatever a hostile blob raises
                     results.append((wire.RESULT_MALFORMED, 0, 0, f"{type(error).__name__}: {error}"))
+                    continue
+                refusal = grant.refusal(command) if grant is not None else None
+                if refusal is not None:
+                    results.append((wire.RESULT_REFUSED, 0, 0, refusal))
                     continue
                 command.timestamp = now
                 start = engine.position + 1
@@ -336,7 +360,7 @@ class Leader:
         for entry_id, reply_to, results in batch.per_entry:
             out = []
             for status, start, count, detail in results:
-                if status == wire.RESULT_MALFORMED:
+                if status in (wire.RESULT_MALFORMED, wire.RESULT_REFUSED):
                     out.append([status, 0, [], detail])
                 elif detail is not None:  # a duplicate: answer with the original result
                     payloads = self._original_result(detail)

@@ -12,15 +12,18 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from controlplane.clusters import dashboard, maintenance, services, switchover
+from controlplane.clusters import dashboard, maintenance, services, switchover, trading
 from controlplane.clusters.models import (
     NODE_REPORTED_FIELDS,
+    ClientKey,
     Cluster,
     Node,
     NodeRole,
     NodeStatus,
     OperatorAction,
     RoleChange,
+    TradingAccount,
+    TradingClient,
 )
 from nodes.protocol.quorum import default_write_quorum
 
@@ -94,6 +97,7 @@ class ClusterForm(forms.ModelForm):
         fields = [
             "name", "replica_count", "write_quorum", "heartbeat_interval", "failover_timeout", "lease",
             "archive_keep_events",
+            "trading_checks",
         ]  # fmt: skip
 
     def __init__(self, *args, **kwargs):
@@ -162,6 +166,7 @@ class ClusterAdmin(admin.ModelAdmin):
         "failover_timeout",
         "lease",
         "archive_keep_events",
+        "trading_checks",
         "term",
         "leader",
         "last_leader",
@@ -498,3 +503,45 @@ class RoleChangeAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(TradingAccount)
+class TradingAccountAdmin(admin.ModelAdmin):
+    list_display = ["name", "description", "created_at"]
+    search_fields = ["name"]
+
+
+class ClientKeyInline(admin.TabularInline):
+    """Keys are added with the action "Issue a signing key" (secret shown once), revoked here."""
+
+    model = ClientKey
+    extra = 0
+    can_delete = False
+    fields = ["key_id", "created_at", "revoked_at"]
+    readonly_fields = ["key_id", "created_at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(TradingClient)
+class TradingClientAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "active", "may_manage_instruments", "granted_accounts"]
+    search_fields = ["name", "user__username"]
+    filter_horizontal = ["accounts"]
+    inlines = [ClientKeyInline]
+    actions = ["issue_key"]
+
+    @admin.display(description="accounts")
+    def granted_accounts(self, client: TradingClient) -> str:
+        return ", ".join(client.accounts.values_list("name", flat=True)) or "none"
+
+    @admin.action(description="Issue a signing key (its secret is shown once)")
+    def issue_key(self, request, queryset) -> None:
+        for client in queryset:
+            key = trading.new_key(client)
+            self.message_user(
+                request,
+                f"key for {client.name}: key id {key.key_id}, secret {key.secret} (shown only now)",
+                messages.WARNING,
+            )

@@ -7,7 +7,13 @@ from typing import Any
 
 from controlplane.clusters import streams
 from nodes import wire
-from nodes.client import ClusterClient, CommandResult, CommitTimeout, NotEnoughReplicas
+from nodes.client import (
+    ClusterClient,
+    CommandRefused,
+    CommandResult,
+    CommitTimeout,
+    NotEnoughReplicas,
+)
 from nodes.engine import CommandError, command_from_dict, event_to_dict
 
 STATUS_NAMES = {wire.RESULT_COMMITTED: "committed", wire.RESULT_DUPLICATE: "duplicate"}
@@ -49,11 +55,16 @@ def submit(cluster: str, commands: list, timeout: float) -> Submission:
     Raises CommitTimeout after `timeout`: NotEnoughReplicas (a CommitTimeout) when fewer
     followers acknowledge than the write quorum, a plain CommitTimeout otherwise.
     """
-    client = ClusterClient(cluster, streams.connection(), client_id="controlplane", timeout=timeout)
+    from controlplane.clusters import trading
+
+    client = ClusterClient(
+        cluster, streams.connection(), client_id="controlplane", timeout=timeout,
+        signing_key=trading.controlplane_key(),
+    )  # fmt: skip
     try:
         return Submission(client.submit_many(commands))
     finally:
         client.close()
 
 
-__all__ = ["CommitTimeout", "NotEnoughReplicas", "Submission", "parse_commands", "submit"]
+__all__ = ["CommandRefused", "CommitTimeout", "NotEnoughReplicas", "Submission", "parse_commands", "submit"]

@@ -147,6 +147,13 @@ class Cluster(models.Model):
     )
     paused_reason = models.CharField(max_length=500, blank=True, help_text="Why the cluster was paused.")
     paused_at = models.DateTimeField(null=True, blank=True)
+    trading_checks = models.BooleanField(
+        default=False,
+        help_text=(
+            "Trading permissions enforced: a command is taken only from a registered trading "
+            "client, for its granted accounts and its own client ids (API and, signed, Redis)."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -340,3 +347,66 @@ class OperatorAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cluster} term {self.term}: {self.get_action_display()} by {self.actor}"
+
+
+ACCOUNT_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$",
+    "Use 1-128 letters, digits, '.', '_', '@' or '-', starting with a letter or digit.",
+)
+
+
+class TradingAccount(models.Model):
+    """An account orders are placed for; a trading client may use it once granted."""
+
+    name = models.CharField(max_length=128, unique=True, validators=[ACCOUNT_VALIDATOR])
+    description = models.CharField(max_length=400, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TradingClient(models.Model):
+    """Who may trade: a user (API submissions) or a service credential (signed batches over
+    Redis, with its ClientKeys). Its client ids are its name or start with `name.`."""
+
+    name = models.CharField(max_length=63, unique=True, validators=[NAME_VALIDATOR])
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="trading_client", help_text="The user whose API submissions are this client's.",
+    )  # fmt: skip
+    accounts = models.ManyToManyField(TradingAccount, blank=True, related_name="clients")
+    may_manage_instruments = models.BooleanField(
+        default=False, help_text="May add instruments and change their status (no account)."
+    )
+    active = models.BooleanField(default=True, help_text="An inactive client's commands are refused.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ClientKey(models.Model):
+    """An HMAC-SHA256 key of a trading client, named by key_id in every signed batch.
+
+    Rotation: add a key, move the client to it, then revoke the old one; both verify in
+    between. The secret is kept (the leader needs it to verify) and reaches the leader only
+    in its heartbeat answer."""
+
+    client = models.ForeignKey(TradingClient, on_delete=models.CASCADE, related_name="keys")
+    key_id = models.CharField(max_length=32, unique=True, validators=[NAME_VALIDATOR])
+    secret = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["client__name", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} ({self.client})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from rest_framework import serializers
 
@@ -14,6 +15,8 @@ from controlplane.clusters.models import (
     Node,
     OperatorAction,
     RoleChange,
+    TradingAccount,
+    TradingClient,
 )
 from controlplane.clusters.switchover import replica_count_refusal
 from nodes.protocol.quorum import default_write_quorum
@@ -76,6 +79,7 @@ class ClusterSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "failover_timeout",
             "lease",
             "archive_keep_events",
+            "trading_checks",
             "paused",
             "paused_reason",
             "paused_at",
@@ -297,3 +301,30 @@ class OperatorActionSerializer(serializers.ModelSerializer):
     class Meta:
         model = OperatorAction
         fields = ["id", "cluster", "node", "action", "term", "detail", "reason", "actor", "created_at"]
+
+
+class TradingAccountSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    class Meta:
+        model = TradingAccount
+        fields = ["name", "description", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class TradingClientSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(
+        slug_field="username", queryset=get_user_model().objects.all(), required=False, allow_null=True,
+        help_text="The user whose API submissions are this client's.",
+    )  # fmt: skip
+    accounts = serializers.SlugRelatedField(
+        slug_field="name", queryset=TradingAccount.objects.all(), many=True, required=False,
+        help_text="The accounts this client may trade for.",
+    )  # fmt: skip
+    key_ids = serializers.SerializerMethodField(help_text="Its signing keys not revoked (ids only).")
+
+    class Meta:
+        model = TradingClient
+        fields = ["name", "user", "accounts", "may_manage_instruments", "active", "key_ids", "created_at"]
+        read_only_fields = ["created_at"]
+
+    def get_key_ids(self, client: TradingClient) -> list[str]:
+        return [key.key_id for key in client.keys.all() if key.revoked_at is None]

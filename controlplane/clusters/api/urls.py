@@ -9,6 +9,8 @@ from controlplane.clusters.api.views import (
     NodeViewSet,
     OperatorActionViewSet,
     RoleChangeViewSet,
+    TradingAccountViewSet,
+    TradingClientViewSet,
 )
 
 router = DefaultRouter()
@@ -16,6 +18,8 @@ router.register("clusters", ClusterViewSet)
 router.register("nodes", NodeViewSet)
 router.register("role-changes", RoleChangeViewSet)
 router.register("operator-actions", OperatorActionViewSet)
+router.register("trading-accounts", TradingAccountViewSet)
+router.register("trading-clients", TradingClientViewSet)
 
 urlpatterns = [
     path("nodes/<slug:name>/heartbeat/", NodeHeartbeatView.as_view(), name="node-heartbeat"),

@@ -6,11 +6,11 @@ from django import db
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.response import Response
 
 from controlplane.clusters import commands as cluster_commands
-from controlplane.clusters import maintenance, services, streams, switchover
+from controlplane.clusters import maintenance, services, streams, switchover, trading
 from controlplane.clusters.api.permissions import CanSubmitCommands
 from controlplane.clusters.api.responses import (
     BookSerializer,
@@ -34,8 +34,17 @@ from controlplane.clusters.api.serializers import (
     ServiceErrorSerializer,
     StrictFieldsMixin,
     SwitchoverSerializer,
+    TradingAccountSerializer,
+    TradingClientSerializer,
 )
-from controlplane.clusters.models import Cluster, Node, OperatorAction, RoleChange
+from controlplane.clusters.models import (
+    Cluster,
+    Node,
+    OperatorAction,
+    RoleChange,
+    TradingAccount,
+    TradingClient,
+)
 from nodes import peer
 
 # URL parts are matched tightly, so that a name PostgreSQL cannot hold (NUL, 200 characters)
@@ -246,6 +255,17 @@ class ClusterViewSet(
         commands, errors = cluster_commands.parse_commands(body.validated_data["commands"])
         if errors:
             return Response({"commands": errors}, status=status.HTTP_400_BAD_REQUEST)
+        # Trading permissions: checked here, before anything enters the log.
+        try:
+            refusals = trading.api_refusals(cluster, request.user, commands)
+        except trading.NotATradingClient as error:
+            raise PermissionDenied(str(error)) from None
+        if refusals:
+            return Response(
+                {"detail": "refused: not permitted for this trading client; nothing was sent",
+                 "commands": refusals},
+                status=status.HTTP_403_FORBIDDEN,
+            )  # fmt: skip
         # The wait for the commit is on Redis: give the database connection back to the
         # pool first, or a burst of waiting submitters starves the heartbeats.
         db.connection.close()
@@ -257,6 +277,8 @@ class ClusterViewSet(
             return Response({"detail": str(error)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         except cluster_commands.CommitTimeout as error:
             return Response({"detail": str(error)}, status=status.HTTP_504_GATEWAY_TIMEOUT)
+        except cluster_commands.CommandRefused as error:
+            return Response({"detail": f"refused by the leader: {error}"}, status=status.HTTP_403_FORBIDDEN)
         code = status.HTTP_409_CONFLICT if submission.all_duplicates else status.HTTP_200_OK
         return Response({"results": submission.as_json()}, status=code)
 
@@ -335,3 +357,28 @@ class OperatorActionViewSet(viewsets.ReadOnlyModelViewSet):
         queryset = super().get_queryset()
         cluster = self.request.query_params.get("cluster")
         return queryset.filter(cluster__name=cluster) if cluster else queryset
+
+
+class TradingAccountViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Accounts orders are placed for (operators register them; anyone signed in reads)."""
+
+    queryset = TradingAccount.objects.all()
+    serializer_class = TradingAccountSerializer
+    lookup_field = "name"
+    lookup_value_regex = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}"
+
+
+class TradingClientViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Trading clients and their granted accounts; client ids are the name or `name.*`.
+    Signing keys are issued in the admin or with `manage.py client_key` (secret shown once)."""
+
+    queryset = TradingClient.objects.select_related("user").prefetch_related("accounts", "keys")
+    serializer_class = TradingClientSerializer
+    lookup_field = "name"
+    lookup_value_regex = NAME_PATTERN
