@@ -37,6 +37,7 @@ run: $(VENV)/.runtime services
 	$(PY) manage.py migrate --no-input -v0
 	$(PY) manage.py collectstatic --no-input -v0
 	$(PY) manage.py demo
+	$(PY) manage.py redis_acl --apply
 	$(PY) manage.py runlocal
 
 test: $(VENV)/.dev services chromium

@@ -63,3 +63,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def redis_tls_options(url: str) -> dict | None:
+    """Celery's TLS options for a rediss:// URL (redis-py reads the URL itself): verify the
+    server's certificate, against REDIS_CA_FILE when set; None for redis://."""
+    if not url.startswith("rediss://"):
+        return None
+    import ssl
+
+    options: dict = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    ca_file = os.environ.get("REDIS_CA_FILE")
+    if ca_file:
+        options["ssl_ca_certs"] = ca_file
+    return options

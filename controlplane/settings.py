@@ -7,7 +7,15 @@ from pathlib import Path
 
 import dj_database_url
 
-from controlplane.env import ConfigError, env_bool, env_float, env_int, env_list, env_str
+from controlplane.env import (
+    ConfigError,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    redis_tls_options,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,7 +46,11 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", HTTPS)
 SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", HTTPS)
 
 DATABASE_URL = env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/tec_controlplane")
+# redis:// or rediss:// (TLS), with the process's Redis user: redis://USER:PASSWORD@host/0
+# (`manage.py redis_acl`).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ConfigError(f"REDIS_URL={REDIS_URL!r}: use redis://, rediss:// (TLS) or unix://")
 
 # A bounded connection pool per process (psycopg_pool): a burst of API requests waits
 # for a connection instead of opening one each and starving the nodes' archives and the
@@ -220,6 +232,9 @@ SPECTACULAR_SETTINGS = {
 # Celery: the nodes are Celery workers; control messages travel as tasks on Redis.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+# rediss:// (TLS): Celery needs its options spelled out; redis-py takes them from the URL.
+CELERY_BROKER_USE_SSL = redis_tls_options(CELERY_BROKER_URL)
+CELERY_REDIS_BACKEND_USE_SSL = redis_tls_options(CELERY_RESULT_BACKEND)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

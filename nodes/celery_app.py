@@ -12,14 +12,18 @@ import logging
 from celery import Celery
 from celery.signals import after_setup_logger
 
-from controlplane.env import env_str
+from controlplane.env import env_str, redis_tls_options
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
 
 app = Celery("nodes")
 app.conf.update(
-    broker_url=env_str("CELERY_BROKER_URL", REDIS_URL),
-    result_backend=env_str("CELERY_RESULT_BACKEND", REDIS_URL),
+    broker_url=BROKER_URL,
+    result_backend=RESULT_BACKEND,
+    broker_use_ssl=redis_tls_options(BROKER_URL),  # rediss://
+    redis_backend_use_ssl=redis_tls_options(RESULT_BACKEND),
     task_serializer="json",
     result_serializer="json",
     accept_content=["json"],

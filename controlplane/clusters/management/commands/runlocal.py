@@ -102,7 +102,7 @@ class Command(BaseCommand):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **redis_user_env(name)},
                 start_new_session=True,  # its own process group: signals reach its children
             )
             children[name] = child
@@ -125,3 +125,14 @@ class Command(BaseCommand):
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
+
+
+def redis_user_env(name: str) -> dict[str, str]:
+    """The Redis user of a process (`manage.py redis_acl --apply`, run by `make run`):
+    tec-node for the nodes, tec-controlplane for the rest; none when not configured."""
+    user = "tec-node" if name.startswith("node") else "tec-controlplane"
+    url_file = Path(settings.BASE_DIR) / "run" / f"redis-{user}.url"
+    if not url_file.exists():
+        return {}
+    url = url_file.read_text().strip()
+    return {"REDIS_URL": url, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}
