@@ -21,6 +21,7 @@ class NodeConfig:
     stream_maxlen: int
     snapshot_every: int
     gc_policy: str
+    secret_file: str = ""  # re-read every heartbeat: a rotated secret is picked up live
 
     @classmethod
     def from_env(cls, name: str | None = None) -> NodeConfig:
@@ -29,11 +30,14 @@ class NodeConfig:
             raise ConfigError(
                 "no node name: start the worker with --node-name NAME (or set NODE_NAME)"
             )
-        secret = env_str("NODE_SECRET", "")
-        if not secret:
+        secret = os.environ.get("NODE_SECRET", "")
+        secret_file = "" if secret else os.environ.get("NODE_SECRET_FILE", "")
+        if not secret and not secret_file:
             default_file = Path(__file__).resolve().parent.parent / "run" / f"node-{name}.secret"
             if default_file.exists():
-                secret = default_file.read_text().strip()
+                secret_file = str(default_file)
+        if secret_file:
+            secret = Path(secret_file).read_text().strip()
         if not secret:
             raise ConfigError(
                 f"no secret for node {name}: set NODE_SECRET or NODE_SECRET_FILE "
@@ -51,4 +55,5 @@ class NodeConfig:
             stream_maxlen=env_int("NODE_STREAM_MAXLEN", 20000, minimum=10),
             snapshot_every=env_int("NODE_SNAPSHOT_EVERY", 200_000, minimum=0),
             gc_policy=gc_policy,
+            secret_file=secret_file,
         )

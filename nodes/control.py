@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -62,16 +64,27 @@ class ControlPlane(Protocol):
 
 
 class HttpControlPlane:
-    def __init__(self, base_url: str, node_name: str, secret: str, timeout: float = 2.0) -> None:
+    def __init__(
+        self, base_url: str, node_name: str, secret: str, timeout: float = 2.0, secret_file: str = ""
+    ) -> None:
         self.url = f"{base_url}/api/v1/nodes/{node_name}/heartbeat/"
         self.secret = secret
         self.timeout = timeout
+        self.secret_file = secret_file
+
+    def current_secret(self) -> str:
+        """The secret file's content now (an operator rotated it: no restart), else the last."""
+        if self.secret_file:
+            # On OSError keep the last secret: the file may be being replaced.
+            with contextlib.suppress(OSError):
+                self.secret = Path(self.secret_file).read_text().strip() or self.secret
+        return self.secret
 
     def heartbeat(self, report: dict[str, Any]) -> ClusterView:
         request = urllib.request.Request(
             self.url,
             data=json.dumps(report).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Node {self.secret}"},
+            headers={"Content-Type": "application/json", "Authorization": f"Node {self.current_secret()}"},
             method="POST",
         )
         try:

@@ -55,7 +55,9 @@ class NodeStep(bootsteps.StartStopStep):
     def start(self, worker) -> None:
         global CURRENT
         config = NodeConfig.from_env(self.node_name)
-        control = HttpControlPlane(config.control_plane_url, config.name, config.secret)
+        control = HttpControlPlane(
+            config.control_plane_url, config.name, config.secret, secret_file=config.secret_file
+        )
         # A node whose loop ends on its own (refused, crashed) must not leave an empty
         # worker behind: stop the whole worker with a non-zero status, so the process
         # supervisor restarts it (a SIGTERM would exit 0, which runners leave alone).

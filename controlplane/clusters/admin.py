@@ -367,7 +367,7 @@ class NodeAddForm(forms.ModelForm):
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    actions = ["take_snapshot", "remove_follower"]
+    actions = ["take_snapshot", "remove_follower", "rotate_secret"]
     list_display = [
         "name",
         "cluster",
@@ -435,6 +435,17 @@ class NodeAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         # Deleting a row would neither fence the node nor audit it: use "Remove" instead.
         return False
+
+    @admin.action(description="Rotate the secret (the new one is shown once)", permissions=["change"])
+    def rotate_secret(self, request, queryset) -> None:
+        for node in queryset:
+            secret = maintenance.rotate_node_secret(node.name, actor=services.Actor.of_user(request.user))
+            self.message_user(
+                request,
+                f"new secret of {node.name}: {secret} (shown only now; put it in the node's "
+                "NODE_SECRET_FILE: the old one works until the node uses the new one)",
+                messages.WARNING,
+            )
 
     @admin.action(description="Take a snapshot now", permissions=["change"])
     def take_snapshot(self, request, queryset):

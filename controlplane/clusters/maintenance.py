@@ -161,3 +161,17 @@ def request_snapshot(node: Node | str, *, actor: services.Actor):
             raise services.NotEligible(f"node {name} has been removed")
         audit(target.cluster, OperatorActionKind.SNAPSHOT, actor=actor, node=target, detail=f"snapshot of {name}")
     return app.send_task("nodes.take_snapshot", queue=f"node.{name}")
+
+
+def rotate_node_secret(name: str, *, actor: services.Actor) -> str:
+    """A new secret for the node, returned once. The old one keeps working until the node
+    first beats with the new one (it re-reads NODE_SECRET_FILE every heartbeat): no restart,
+    no moment without a valid secret. Audited."""
+    secret = services.new_node_secret()
+    with transaction.atomic():
+        node = Node.objects.select_for_update().select_related("cluster").get(name=name)
+        node.next_credentials_hash = services.hash_node_secret(secret)
+        node.save(update_fields=["next_credentials_hash"])
+        audit(node.cluster, OperatorActionKind.ROTATE_SECRET, actor=actor, node=node,
+              detail=f"new secret for {name}; the old one works until the node uses the new one")  # fmt: skip
+    return secret

@@ -236,6 +236,8 @@ class Node(models.Model):
     state_hash_position = models.PositiveBigIntegerField(default=0)
     software_version = models.CharField(max_length=64, blank=True)
     credentials_hash = models.CharField(max_length=256, blank=True, editable=False)
+    # A rotated secret not yet used: both verify until the node first beats with the new one.
+    next_credentials_hash = models.CharField(max_length=256, blank=True, editable=False)
     archive_id = models.CharField(
         max_length=64, blank=True, help_text="Made when the node's archive was created; a new one means a new empty replica."
     )
@@ -325,6 +327,7 @@ class OperatorActionKind(models.TextChoices):
     REGISTER_NODE = "register_node", "Node registered"
     REMOVE_NODE = "remove_node", "Node removed"
     SNAPSHOT = "snapshot", "Snapshot requested"
+    ROTATE_SECRET = "rotate_secret", "Node secret rotated"
 
 
 class OperatorAction(models.Model):

@@ -435,9 +435,18 @@ def hash_node_secret(secret: str) -> str:
 
 
 def check_node_credentials(node: Node, secret: str) -> bool:
-    return bool(node.credentials_hash) and hmac.compare_digest(
-        node.credentials_hash, hash_node_secret(secret)
-    )
+    """The node's secret, or its rotated one (maintenance.rotate_node_secret): the first
+    heartbeat with the new secret makes it the only one, so the old one stops working."""
+    given = hash_node_secret(secret)
+    if node.credentials_hash and hmac.compare_digest(node.credentials_hash, given):
+        return True
+    if node.next_credentials_hash and hmac.compare_digest(node.next_credentials_hash, given):
+        # Conditional: a second rotation meanwhile wins, and this secret is refused next time.
+        Node.objects.filter(pk=node.pk, next_credentials_hash=given).update(
+            credentials_hash=given, next_credentials_hash=""
+        )
+        return True
+    return False
 
 
 @dataclass(frozen=True)
