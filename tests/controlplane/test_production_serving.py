@@ -57,3 +57,37 @@ def test_the_access_log_leaves_out_successful_heartbeats_and_probes(monkeypatch)
                          ("/readyz", 503), ("/admin/", 200)]:  # fmt: skip
         logger.access(SimpleNamespace(status_code=status), None, {"PATH_INFO": path}, 0.01)
     assert logged == [403, 503, 200]
+
+
+def test_secrets_come_from_files_and_the_deploy_checks_stay_clean(tmp_path):
+    """Production secrets from *_FILE variables (container secrets), never the environment."""
+    files = {
+        "SECRET_KEY": "f" * 20 + "secret-key-from-a-file-0123456789-abcdefghij",
+        "DATABASE_URL": "postgresql://tec:pw-from-file@db.example.com:5432/tec_controlplane",
+        "REDIS_URL": "rediss://tec-controlplane:redis-pw-from-file@cache.example.com:6380/0",
+        "METRICS_TOKEN": "metrics-token-from-a-file",
+    }
+    env = {"DEBUG": "false", "ALLOWED_HOSTS": "cp.example.com", "HTTPS": "true"}
+    for name, value in files.items():
+        (tmp_path / name).write_text(value + "\n")
+        env[f"{name}_FILE"] = str(tmp_path / name)
+    clean = {k: v for k, v in os.environ.items() if k not in (*files, "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")}
+    script = (
+        "import django; django.setup()\n"
+        "from django.conf import settings as s\n"
+        "print(s.SECRET_KEY, s.DATABASES['default']['PASSWORD'], s.REDIS_URL, s.METRICS_TOKEN,"
+        " bool(s.CELERY_BROKER_USE_SSL))\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**clean, **env, "DJANGO_SETTINGS_MODULE": "controlplane.settings"},
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == [files["SECRET_KEY"], "pw-from-file", files["REDIS_URL"],
+                                    files["METRICS_TOKEN"], "True"]  # fmt: skip
+    checked = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**clean, **env},
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "no issues" in checked.stdout
