@@ -16,6 +16,7 @@ from archive.fenced import verdict
 from archive.redisconn import DirectConnection
 from nodes import peer, wire
 from nodes.engine import decode_events
+from nodes.install import SnapshotNeeded
 from nodes.protocol.fencing import FenceVerdict
 
 log = logging.getLogger(__name__)
@@ -140,10 +141,13 @@ class Follower:
             trimmed.first_available,
             self.leader,
         )
-        end = peer.ask(
-            self.redis, self.cluster, self.leader, "replay", timeout=60,
-            start=start, node=self.node.config.name,
-        )  # fmt: skip
+        try:
+            end = peer.ask(
+                self.redis, self.cluster, self.leader, "replay", timeout=60,
+                start=start, node=self.node.config.name,
+            )  # fmt: skip
+        except peer.BelowRetention as below:
+            raise SnapshotNeeded(f"position {start} is no longer in {self.leader}'s archive ({below})") from below
         reader = RedisEventReader(self.redis, self.replay_key)
         progress_at = time.monotonic()
         while self.node.state.position < end and not self.node.stopping.is_set():

@@ -14,7 +14,13 @@ import uuid
 
 import redis as redis_lib
 
-from archive import DeadLetters, PostgresEventLog, publish_replay
+from archive import (
+    DeadLetters,
+    PostgresEventLog,
+    PostgresSnapshotStore,
+    RangeUnavailableError,
+    publish_replay,
+)
 from archive.keys import tagged
 from nodes import wire
 from nodes.engine import decode_events, event_to_dict
@@ -25,6 +31,13 @@ log = logging.getLogger(__name__)
 
 class PeerUnavailable(Exception):
     """The peer did not answer in time."""
+
+
+class BelowRetention(PeerUnavailable):
+    """The peer's archive no longer holds the positions asked for: install a snapshot."""
+
+
+_BELOW_RETENTION = "below_retention"
 
 
 def requests_key(cluster: str, node: str) -> str:
@@ -43,6 +56,8 @@ def ask(redis: redis_lib.Redis, cluster: str, peer_name: str, op: str, timeout: 
     if reply is None:
         raise PeerUnavailable(f"{peer_name} did not answer {op!r} within {timeout:.0f} s")
     ok, value = wire.decode(reply[1])
+    if not ok and isinstance(value, list) and value[:1] == [_BELOW_RETENTION]:
+        raise BelowRetention(f"{peer_name} could not {op}: {value[1]}")
     if not ok:
         raise PeerUnavailable(f"{peer_name} could not {op}: {value}")
     return value
@@ -56,6 +71,7 @@ class PeerService:
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.run, name=f"peer-{node.config.name}", daemon=True)
         self._log: PostgresEventLog | None = None
+        self._snapshots: PostgresSnapshotStore | None = None
 
     def start(self) -> None:
         self.thread.start()
@@ -79,8 +95,9 @@ class PeerService:
             except redis_lib.RedisError as error:
                 log.warning("peer service: Redis error %s", error)
                 self.stopping.wait(0.5)
-        if self._log is not None:
-            self._log.close()
+        for store in (self._log, self._snapshots):
+            if store is not None:
+                store.close()
 
     def answer(self, entry_id: bytes, fields: dict) -> None:
         try:
@@ -96,6 +113,8 @@ class PeerService:
             return
         try:
             result = (True, self.serve(op, args))
+        except RangeUnavailableError as error:  # retention cut it: the asker installs a snapshot
+            result = (False, [_BELOW_RETENTION, str(error)])
         except Exception as error:
             log.exception("peer request %s failed", op)
             result = (False, f"{type(error).__name__}: {error}")
@@ -121,6 +140,12 @@ class PeerService:
             if start <= end:
                 publish_replay(archive, self.node.redis, self.node.view.cluster, args["node"], start, end)
             return end
+        if op == "snapshot":
+            from nodes import install  # it asks peers itself: imported here, not at the top
+
+            if self._snapshots is None:
+                self._snapshots = PostgresSnapshotStore(self.node.view.archive_location)
+            return install.publish_snapshot(archive, self._snapshots, self.node.redis, self.node.view.cluster, args["node"])
         if op == "events":
             end, _ = archive.refresh_tail()
             limit = max(1, min(int(args.get("limit", 50)), 1000))

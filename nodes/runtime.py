@@ -14,18 +14,20 @@ from typing import Any
 import redis as redis_lib
 
 from archive import ArchiveError, get_fence
-from nodes import metrics, peer
+from nodes import install, metrics, peer
 from nodes.config import NodeConfig
 from nodes.control import ClusterView, ControlPlane, ControlPlaneError, NodeRefused
+from nodes.engine import CodecError
 from nodes.follower import Follower
 from nodes.gcwatch import GcWatch
+from nodes.install import SnapshotNeeded
 from nodes.leader import Leader, PoisonCommand, SteppedDown
 from nodes.protocol import rejoin
 from nodes.protocol.lease import Lease
 from nodes.rejoin import term_ranges
 from nodes.retention import Retention
 from nodes.snapshotter import Snapshotter
-from nodes.state import NodeState
+from nodes.state import ArchiveNeedsSnapshot, NodeState
 
 log = logging.getLogger("nodes.runtime")
 
@@ -142,6 +144,8 @@ class Node:
                 status = f"set aside a command the engine failed on, rebuilding from the archive: {poison}"
                 log.error("%s", status)
                 self._rebuild(0.0, poison)
+            except SnapshotNeeded as needed:
+                status = self._install(str(needed))
             except SteppedDown as reason:
                 status = f"stepped down: {reason}; rebuilding from the archive"
                 log.warning("%s", status)
@@ -213,12 +217,48 @@ class Node:
             self.snapshotter = Snapshotter(self.view.archive_location)
         self.ready = False
         gc.unfreeze()
-        self.status = self.state.recover(progress=self._replay_progress)
+        try:
+            self.status = self.state.recover(progress=self._replay_progress)
+        except ArchiveNeedsSnapshot as error:
+            # Nothing here can rebuild the state: start empty under a new archive id (a
+            # new empty replica); following then installs a peer's snapshot.
+            log.error("%s: renewing the archive to install a peer's snapshot", error)
+            self.state.renew_archive()
+            self.status = self.state.recover(progress=self._replay_progress)
         self.checkpoint = (self.state.engine.position, self.state.engine.running_hash)
         self._next_snapshot_at = self.state.last_snapshot_position + self.config.snapshot_every
         log.info("%s", self.status)
         self._apply_gc_policy()
         self.ready = True
+
+    def _install(self, reason: str) -> str:
+        """Replace the archive with the leader's latest snapshot and the log after it
+        (nodes/install.py), then rebuild from it. Not ready meanwhile: the reports claim
+        nothing, so the node is neither a vote nor a candidate, and it sends no ack."""
+        source = self.view.leader
+        self._stop_role()
+        if source is None or source == self.config.name:
+            time.sleep(0.2)
+            return f"cannot catch up ({reason}); waiting for a leader to install a snapshot from"
+        log.warning("%s: installing a snapshot from %s", reason, source)
+        self._finish_snapshot()  # a snapshot of the old state goes to the old archive, or nowhere
+        self.ready = False
+        self.installing = True
+        try:
+            status = install.install(self, source)
+            log.warning("%s", status)
+        except (install.InstallFailed, peer.PeerUnavailable, ArchiveError, CodecError, redis_lib.RedisError) as error:
+            status = f"installing a snapshot from {source} failed, retrying: {type(error).__name__}: {error}"
+            log.warning("%s", status)
+            self.stopping.wait(1.0)
+        finally:
+            self.installing = False
+        self._recover_until_done()
+        return status
+
+    def set_status(self, status: str) -> None:
+        """What the node says it is doing (heartbeats, dashboard), while not in a cycle."""
+        self.status = status[:500]
 
     def _replay_progress(self, position: int, tail: int) -> None:
         # Goes out with the heartbeats (status message): the dashboard and `cluster list`

@@ -15,6 +15,10 @@ class DivergenceError(RuntimeError):
     """The state rebuilt from a snapshot does not match the digest stored with it."""
 
 
+class ArchiveNeedsSnapshot(DivergenceError):
+    """The archive's log starts after a position no snapshot of it covers."""
+
+
 class NodeState:
     """The engine and the node's own archive, kept in step: engine.position == log tail.
 
@@ -60,6 +64,13 @@ class NodeState:
         start = engine.position + 1
         replayed = 0
         for batch in self.log.read(start):
+            if replayed == 0 and batch[0].position != start:
+                # Retention or an install started the log later, and no snapshot covers
+                # the positions before it: this archive cannot rebuild the state.
+                raise ArchiveNeedsSnapshot(
+                    f"the archive starts at position {batch[0].position}, but its latest usable snapshot "
+                    f"is at {start - 1}: it cannot be replayed"
+                )
             engine.apply_batch(decode_events([entry.payload for entry in batch]))
             replayed += len(batch)
             if progress:
@@ -98,6 +109,20 @@ class NodeState:
         self.last_snapshot_position = engine.position
         self.snapshots.prune(keep=3)
         return f"snapshot taken at position {engine.position} (digest {digest[:16]})"
+
+    def renew_archive(self) -> str:
+        """Empty the archive under a new id (before installing a snapshot); the engine is
+        rebuilt from what the archive holds once the install is done."""
+        self.archive_id = self.log.renew()
+        self.truncations = 0
+        self.tail = (0, 0)
+        self.last_snapshot_position = 0
+        return self.archive_id
+
+    def start_log_at(self, entries: Sequence[LogEntry]) -> None:
+        """Begin the (empty) log at an installed snapshot's position."""
+        self.log.start_at(entries)
+        self.tail = (entries[-1].position, entries[-1].term)
 
     def truncate_after(self, position: int) -> int:
         dropped = self.log.truncate_after(position)
