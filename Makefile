@@ -10,7 +10,7 @@ help:
 	@echo "make run    - install, migrate, create the demo, start control plane + nodes + supervisor"
 	@echo "make test   - install and run the whole test suite against real PostgreSQL and Redis"
 	@echo "make lint   - ruff"
-	@echo "make bench  - print the engine, archive and cluster benchmark figures"
+	@echo "make bench  - print the engine, archive and cluster benchmark figures (and draw bench/latency.png)"
 	@echo "make simulate SEEDS=1000000 - the deterministic protocol simulator over many seeds"
 	@echo "make failover-time - 20 leader SIGKILLs on real processes: failover time p50/p99"
 	@echo "make browser-test - the dashboard and admin in headless Chromium (installs Debian's chromium if missing)"
@@ -49,6 +49,7 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev services
 	$(PY) bench/engine.py
 	$(PY) bench/archive.py
+	$(PY) bench/cluster.py --plot bench/latency.png
 
 SEEDS ?= 1000000
 simulate: $(VENV)/.dev
