@@ -46,6 +46,11 @@ class Follower:
         self.fence_refused: str = ""  # why our last ack was refused, for the status
         self._read_after: int | None = None  # a read is in flight, from this position
 
+    def stop(self) -> None:
+        """Drop our connection (and the read in flight on it, if any)."""
+        self.line.close()
+        self._read_after = None
+
     def cycle(self) -> str:
         state = self.node.state
         if self._read_after is None:

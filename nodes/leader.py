@@ -193,6 +193,8 @@ class Leader:
         self.stopping.set()
         if self.committer.is_alive():
             self.committer.join(timeout=5)
+        for line in (self.read_line, self.archive_line, self.commit_line):
+            line.close()  # the next use (a thread that did not stop in time) connects again
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every processed batch is archived (before a snapshot)."""

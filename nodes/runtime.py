@@ -402,6 +402,8 @@ class Node:
 
     def _stop_role(self) -> None:
         role, self.role = self.role, None
+        if isinstance(role, Follower):
+            role.stop()
         if isinstance(role, Leader):
             role.stop()
             if self.state.position != self.state.archived:
