@@ -13,6 +13,8 @@ help:
 	@echo "make bench  - print the engine, archive and cluster benchmark figures (and draw bench/latency.png)"
 	@echo "make simulate SEEDS=1000000 - the deterministic protocol simulator over many seeds"
 	@echo "make failover-time - 20 leader SIGKILLs on real processes: failover time p50/p99"
+	@echo "make soak   - 30 minutes at 10,000 commands/s, snapshots and retention on, a node killed every minute (SOAK_MINUTES=30)"
+	@echo "make bench-snapshots - snapshot pause (100k, 1M resting orders) and start-up time against log length"
 	@echo "make browser-test - the dashboard and admin in headless Chromium (installs Debian's chromium if missing)"
 	@echo "make check-deploy - Django's deployment checks with production-like variables"
 
@@ -86,3 +88,14 @@ drill: $(VENV)/.dev
 drill-long: $(VENV)/.dev
 	$(PY) manage.py drill --kills 20 --pauses 10 --redis-restarts 3 --pg-restarts 3 --poison 20 \
 		--clock-steps 5 --commands 20000 --report drill-report.json
+
+# Snapshots, retention, installs (README "Snapshots, retention, and nodes installed from a
+# snapshot"): the soak is a long run, not part of make test.
+.PHONY: soak bench-snapshots
+SOAK_MINUTES ?= 30
+soak: $(VENV)/.dev services
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) --rate 10000 --kill-every 60 --down 3
+
+bench-snapshots: $(VENV)/.dev services
+	$(PY) bench/snapshot.py --inline
+	$(PY) bench/startup.py --events 10000,1000000
