@@ -13,6 +13,7 @@ import psycopg
 import redis
 from psycopg import sql
 
+from archive.connection import RedisConfigError, RedisTarget
 from controlplane.env import env_str
 
 PG_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
@@ -46,12 +47,16 @@ def check_postgres(database_url: str, create: bool) -> str | None:
 
 def check_redis(redis_url: str) -> str | None:
     try:
-        redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
+        target = RedisTarget.from_env(redis_url)
+    except RedisConfigError as error:
+        return str(error)
+    try:
+        target.client(socket_connect_timeout=3).ping()
     except redis.RedisError as error:
         return (
-            f"Redis does not answer at {redis_url} ({error}).\n"
+            f"Redis does not answer at {target.describe()} ({error}).\n"
             f"  Start it with:  {REDIS_HINT}\n"
-            "  or point REDIS_URL at a running server."
+            "  or point REDIS_URL (or REDIS_SENTINELS) at a running server."
         )
     return None
 

@@ -19,6 +19,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from controlplane.clusters import streams
+
 
 def supervisor_key() -> str:
     """Per control-plane database, as two control planes may share a Redis; "_" starts no
@@ -29,7 +31,7 @@ def supervisor_key() -> str:
 @cache
 def probe_redis() -> redis.Redis:
     # Short timeouts: a probe that hangs is worse than one that fails.
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1.0, socket_timeout=1.0)
+    return streams.target().client(socket_connect_timeout=1.0, socket_timeout=1.0)
 
 
 def record_supervisor_cycle() -> None:

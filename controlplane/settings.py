@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from archive.connection import RedisConfigError, RedisTarget
 from controlplane.env import (
     ConfigError,
     env_bool,
@@ -51,6 +52,13 @@ DATABASE_URL = env_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/tec
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ConfigError(f"REDIS_URL={REDIS_URL!r}: use redis://, rediss:// (TLS) or unix://")
+# REDIS_SENTINELS / REDIS_SENTINEL_MASTER: the primary is found through Sentinel
+# (archive/connection.py); every Redis client of the control plane comes from REDIS.
+try:
+    REDIS = RedisTarget.from_env(REDIS_URL)
+except RedisConfigError as error:
+    raise ConfigError(str(error)) from None
+REDIS_SENTINELS, REDIS_SENTINEL_MASTER = REDIS.sentinels, REDIS.master
 
 # A bounded connection pool per process (psycopg_pool): a burst of API requests waits
 # for a connection instead of opening one each and starving the nodes' archives and the
@@ -230,8 +238,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Celery: the nodes are Celery workers; control messages travel as tasks on Redis.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS.celery_url())
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS.celery_url())
+CELERY_BROKER_TRANSPORT_OPTIONS = REDIS.celery_transport_options()
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = REDIS.celery_transport_options()
 # rediss:// (TLS): Celery needs its options spelled out; redis-py takes them from the URL.
 CELERY_BROKER_USE_SSL = redis_tls_options(CELERY_BROKER_URL)
 CELERY_REDIS_BACKEND_USE_SSL = redis_tls_options(CELERY_RESULT_BACKEND)

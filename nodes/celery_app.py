@@ -12,11 +12,14 @@ import logging
 from celery import Celery
 from celery.signals import after_setup_logger
 
+from archive.connection import RedisTarget
 from controlplane.env import env_str, redis_tls_options
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
+# With REDIS_SENTINELS: kombu's sentinel transport and Celery's sentinel result backend.
+REDIS = RedisTarget.from_env(REDIS_URL)
+BROKER_URL = env_str("CELERY_BROKER_URL", REDIS.celery_url())
+RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS.celery_url())
 
 app = Celery("nodes")
 app.conf.update(
@@ -24,6 +27,8 @@ app.conf.update(
     result_backend=RESULT_BACKEND,
     broker_use_ssl=redis_tls_options(BROKER_URL),  # rediss://
     redis_backend_use_ssl=redis_tls_options(RESULT_BACKEND),
+    broker_transport_options=REDIS.celery_transport_options(),
+    result_backend_transport_options=REDIS.celery_transport_options(),
     task_serializer="json",
     result_serializer="json",
     accept_content=["json"],

@@ -8,7 +8,9 @@ A command is added to the cluster's command stream (a batch is one entry), and t
 client waits on its own reply list for the leader to report the result after commit.
 On timeout the client says why: too few replicas acknowledging, or no leader answering.
 The command stays in the stream and is executed once; re-submitting it with the same
-client_seq answers with the original result (RESULT_DUPLICATE).
+client_seq answers with the original result (RESULT_DUPLICATE). `submit_many(...,
+resend_after=S)` does that itself: a batch lost with a Redis primary that failed over
+(asynchronous replication) is sent again and executed once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 
 import redis as redis_lib
 
+from archive.connection import RedisTarget
 from archive.redisconn import DirectConnection
 from nodes import signing, wire
 from nodes.engine import decode_event, encode_command
@@ -71,14 +74,16 @@ class ClusterClient:
     def __init__(
         self,
         cluster: str,
-        redis: redis_lib.Redis | str = "redis://127.0.0.1:6379/0",
+        redis: redis_lib.Redis | RedisTarget | str = "redis://127.0.0.1:6379/0",
         *,
         client_id: str | None = None,
         timeout: float = 5.0,
         signing_key: tuple[str, bytes | str] | None = None,
     ) -> None:
         self.cluster = cluster
-        self.redis = redis_lib.Redis.from_url(redis) if isinstance(redis, str) else redis
+        if isinstance(redis, str):
+            redis = RedisTarget.from_env(redis)  # REDIS_SENTINELS, when set, win
+        self.redis = redis.client() if isinstance(redis, RedisTarget) else redis
         self.client_id = client_id or f"client-{uuid.uuid4().hex[:12]}"
         self.timeout = timeout
         self.commands_key = wire.commands_key(cluster)
@@ -104,9 +109,29 @@ class ClusterClient:
     def submit(self, command, timeout: float | None = None) -> CommandResult:
         return self.submit_many([command], timeout)[0]
 
-    def submit_many(self, commands: Sequence, timeout: float | None = None) -> list[CommandResult]:
-        entry_id = self.send(commands)
-        return self.wait(entry_id, timeout)
+    def submit_many(
+        self, commands: Sequence, timeout: float | None = None, resend_after: float | None = None
+    ) -> list[CommandResult]:
+        """Send one batch and wait for its results. With `resend_after`, a batch still
+        unanswered after that many seconds is sent again with the same client_seq (and
+        again, until `timeout`): the first answer to any copy wins, the engine runs the
+        command once (a copy of one already run answers with the original result)."""
+        if resend_after is None:
+            return self.wait(self.send(commands), timeout)
+        encoded = [encode_command(command) for command in commands]
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        sent: list[str] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                sent.append(self.send_encoded(encoded))
+                return self.wait_any(sent, min(resend_after, remaining), give_up=remaining <= resend_after)
+            except (CommitTimeout, redis_lib.ConnectionError, redis_lib.TimeoutError):
+                if time.monotonic() >= deadline:
+                    for entry_id in sent:
+                        self._outstanding.pop(entry_id, None)
+                    raise
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     # -- pipelined use: send many batches, collect results --------------------------------
 
@@ -154,15 +179,27 @@ class ClusterClient:
         return out
 
     def wait(self, entry_id: str, timeout: float | None = None) -> list[CommandResult]:
+        return self.wait_any([entry_id], timeout)
+
+    def wait_any(self, entry_ids: Sequence[str], timeout: float | None = None, give_up: bool = True) -> list[CommandResult]:
+        """The results of whichever of `entry_ids` (copies of one batch) is answered first;
+        CommitTimeout after `timeout`, forgetting the entries only if `give_up`."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while entry_id not in self._results:
+        while not any(entry_id in self._results for entry_id in entry_ids):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self._outstanding.pop(entry_id, None)
+                if give_up:
+                    for entry_id in entry_ids:
+                        self._outstanding.pop(entry_id, None)
                 raise self.timeout_error()
             for got_id, results in self.receive(min(remaining, 1.0)):
                 self._results[got_id] = results
-        results = self._results.pop(entry_id)
+        answered = next(entry_id for entry_id in entry_ids if entry_id in self._results)
+        for entry_id in entry_ids:  # the other copies' answers, if they come, are dropped
+            self._outstanding.pop(entry_id, None)
+            if entry_id != answered:
+                self._results.pop(entry_id, None)
+        results = self._results.pop(answered)
         for result in results:
             if result.status == wire.RESULT_MALFORMED:
                 raise MalformedCommand(result.error)

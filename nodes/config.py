@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from archive.connection import RedisConfigError, RedisTarget
 from controlplane.env import ConfigError, env_int, env_str
 
 GC_POLICIES = ("freeze", "default", "off")
@@ -17,6 +18,7 @@ class NodeConfig:
     secret: str
     control_plane_url: str
     redis_url: str
+    redis: RedisTarget  # the URL, or the Sentinels that know the primary
     batch_size: int
     stream_maxlen: int
     snapshot_every: int
@@ -46,11 +48,17 @@ class NodeConfig:
         gc_policy = env_str("NODE_GC", "freeze")
         if gc_policy not in GC_POLICIES:
             raise ConfigError(f"NODE_GC={gc_policy!r}: use one of {', '.join(GC_POLICIES)}")
+        redis_url = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+        try:
+            redis = RedisTarget.from_env(redis_url)
+        except RedisConfigError as error:
+            raise ConfigError(str(error)) from None
         return cls(
             name=name,
             secret=secret,
             control_plane_url=env_str("CONTROL_PLANE_URL", "http://127.0.0.1:8000").rstrip("/"),
-            redis_url=env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            redis_url=redis_url,
+            redis=redis,
             batch_size=env_int("NODE_BATCH_SIZE", 4000, minimum=1),
             stream_maxlen=env_int("NODE_STREAM_MAXLEN", 20000, minimum=10),
             snapshot_every=env_int("NODE_SNAPSHOT_EVERY", 200_000, minimum=0),

@@ -50,7 +50,7 @@ class Node:
         self.config = config
         self.on_exit = on_exit  # on_exit(code): the loop ended on its own (refused, crashed)
         self.control = control
-        self.redis = redis_lib.Redis.from_url(config.redis_url, health_check_interval=10)
+        self.redis = config.redis.client(health_check_interval=10)
         self.view: ClusterView | None = None
         self.state: NodeState | None = None
         self.role: Leader | Follower | None = None

@@ -38,6 +38,9 @@ class Submission:
         ]
 
 
+RESEND_AFTER_S = 3.0
+
+
 def parse_commands(items: list[Any]) -> tuple[list, dict[str, dict[str, str]]]:
     """Validate every command before any reaches the engine; errors keyed by index."""
     commands, errors = [], {}
@@ -62,7 +65,9 @@ def submit(cluster: str, commands: list, timeout: float) -> Submission:
         signing_key=trading.controlplane_key(),
     )  # fmt: skip
     try:
-        return Submission(client.submit_many(commands))
+        # Re-sent while unanswered: a batch lost with a Redis primary that failed over
+        # runs once all the same (the same client_seq, DESIGN §4 "Idempotent commands").
+        return Submission(client.submit_many(commands, resend_after=RESEND_AFTER_S))
     finally:
         client.close()
 

@@ -8,14 +8,13 @@ from functools import cache
 from typing import Any
 
 import redis
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
 from archive.deadletter import dead_letter_counts
-from controlplane.clusters import services
+from controlplane.clusters import services, streams
 from controlplane.clusters.models import Cluster, Node
 from nodes import wire
 from nodes.protocol import election
@@ -27,7 +26,7 @@ RECENT_ROLE_CHANGES = 10
 def commit_redis() -> redis.Redis:
     # Not streams.connection(): the page polls every second, so a Redis that hangs must
     # turn into "unavailable" in the JSON within a second, not into blocked workers.
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5)
+    return streams.target().client(socket_connect_timeout=0.5, socket_timeout=0.5)
 
 
 def _int(value: str | None) -> int | None:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg
@@ -69,27 +70,33 @@ class PrivatePostgres:
     instead (pg_terminate_backend), the lighter of the two database faults.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, name: str = "postgres", host: str = "127.0.0.1",
+                 prefix: Sequence[str] = (), port: int | None = None) -> None:  # fmt: skip
+        """`host`: the address it listens on (a node's own, in a topology); `prefix`: the
+        command it runs under (`ip netns exec NS`), in which case the user switch is
+        setpriv's, after the namespace is entered."""
         self.workdir = workdir
+        self.name = name
+        self.host = host
         self.bin_dir = postgres_bin_dir()
-        self.port = free_port()
+        self.port = port or free_port()
         # PostgreSQL refuses to run as root: as root, run it as the postgres user, with its
         # data in a directory of its own (the work dir's parents may be closed to it).
         self.user = "postgres" if os.geteuid() == 0 else None
-        self.base = Path(tempfile.mkdtemp(prefix="tec-drill-pg-")) if self.user else workdir / "postgres"
+        self.base = Path(tempfile.mkdtemp(prefix=f"tec-drill-{name}-")) if self.user else workdir / name
         self.data_dir = self.base / "data"
         self.socket_dir = self.base / "socket"
-        self.child = Child(
-            "postgres",
-            [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-             "-k", str(self.socket_dir), "-c", "listen_addresses=127.0.0.1",
-             "-c", "log_min_messages=warning", "-c", "log_line_prefix=%m [%p] "],
-            workdir / "logs" / "postgres.log",
-            user=self.user,
-        )  # fmt: skip
+        server = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+                  "-k", str(self.socket_dir), "-c", f"listen_addresses={host}",
+                  "-c", "log_min_messages=warning", "-c", "log_line_prefix=%m [%p] "]  # fmt: skip
+        user = self.user
+        if prefix and self.user:  # `ip netns exec` must run as root; the server as postgres
+            server = ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--init-groups", "--", *server]
+            user = None
+        self.child = Child(name, [*prefix, *server], workdir / "logs" / f"{name}.log", user=user)
 
     def url(self, dbname: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{dbname}"
 
     def init(self) -> None:
         """initdb with trust authentication for the user postgres."""
@@ -108,6 +115,9 @@ class PrivatePostgres:
         )  # fmt: skip
         if result.returncode != 0:
             raise ServerError(f"initdb failed ({result.returncode}): {result.stderr.strip()[-800:]}")
+        if self.host != "127.0.0.1":  # trust from the topology's own network only
+            with open(self.data_dir / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.host.rsplit('.', 1)[0]}.0/24 trust\n")
 
     def start(self, timeout: float = 60.0) -> None:
         self.child.start()
@@ -162,26 +172,40 @@ class PrivatePostgres:
         return f"{prefix}{self.bin_dir / 'postgres'} -D {self.data_dir} -p {self.port} -k {self.socket_dir}"
 
 
-class PrivateRedis:
-    """A Redis server of the drill's own, keeping nothing on disk: a restart starts it empty."""
+def redis_server() -> str:
+    server = shutil.which("redis-server")
+    if server is None:
+        raise ServerError("redis-server is not installed")
+    return server
 
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.dir = workdir / "redis"
+
+class PrivateRedis:
+    """A Redis server of the drill's own, keeping nothing on disk: a restart starts it empty.
+
+    In a topology: on its own `host` address, under `prefix` (`ip netns exec NS`), and
+    perhaps started as a replica of another (`replica_of`); Sentinel moves that role."""
+
+    def __init__(self, workdir: Path, *, name: str = "redis", host: str = "127.0.0.1",
+                 prefix: Sequence[str] = (), port: int | None = None,
+                 replica_of: tuple[str, int] | None = None) -> None:  # fmt: skip
+        self.name = name
+        self.host = host
+        self.port = port or free_port()
+        self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        server = shutil.which("redis-server")
-        if server is None:
-            raise ServerError("redis-server is not installed")
-        self.child = Child(
-            "redis",
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--maxclients", "1000"],
-            workdir / "logs" / "redis.log",
-        )  # fmt: skip
+        argv = [*prefix, redis_server(), "--port", str(self.port), "--bind", host, "--save", "",
+                "--appendonly", "no", "--dir", str(self.dir), "--maxclients", "1000"]  # fmt: skip
+        if replica_of:
+            argv += ["--replicaof", replica_of[0], str(replica_of[1])]
+        self.child = Child(name, argv, workdir / "logs" / f"{name}.log")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def client(self) -> redis_lib.Redis:
         return redis_lib.Redis.from_url(self.url, socket_timeout=10, socket_connect_timeout=5)
@@ -218,6 +242,67 @@ class PrivateRedis:
         probe = redis_lib.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2)
         try:
             wait_for(lambda: self._pings(probe), timeout, f"Redis on port {self.port} (log: {self.child.log_path})")
+        finally:
+            probe.close()
+
+    def stop(self) -> None:
+        self.child.stop(timeout=10)
+
+
+class PrivateSentinel:
+    """A Redis Sentinel of the drill's own (`redis-server CONF --sentinel`), watching one
+    primary under `master` with `quorum` votes to call it down; fast timings, for drills."""
+
+    def __init__(self, workdir: Path, *, name: str, master: str, primary: tuple[str, int], quorum: int,
+                 host: str = "127.0.0.1", prefix: Sequence[str] = (), port: int | None = None,
+                 down_after_ms: int = 1000, failover_timeout_ms: int = 6000) -> None:  # fmt: skip
+        self.name = name
+        self.host = host
+        self.port = port or free_port()
+        self.master = master
+        directory = workdir / name
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config = directory / "sentinel.conf"  # Sentinel rewrites it: what it learnt
+        self.config.write_text("\n".join([
+            f"port {self.port}", f"bind {host}", f"dir {directory}",
+            f"sentinel monitor {master} {primary[0]} {primary[1]} {quorum}",
+            f"sentinel down-after-milliseconds {master} {down_after_ms}",
+            f"sentinel failover-timeout {master} {failover_timeout_ms}",
+            f"sentinel parallel-syncs {master} 1", "",
+        ]))  # fmt: skip
+        self.child = Child(name, [*prefix, redis_server(), str(self.config), "--sentinel"], workdir / "logs" / f"{name}.log")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def client(self) -> redis_lib.Redis:
+        return redis_lib.Redis(self.host, self.port, socket_timeout=2, socket_connect_timeout=2)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.child.start()
+        probe = self.client()
+        try:
+            wait_for(lambda: self._pings(probe), timeout, f"Sentinel {self.name} (log: {self.child.log_path})")
+        finally:
+            probe.close()
+
+    def _pings(self, probe: redis_lib.Redis) -> bool:
+        if not self.child.alive():
+            raise ServerError(f"Sentinel {self.name} exited:\n{self.child.log_tail(10)}")
+        try:
+            return bool(probe.ping())
+        except redis_lib.RedisError:
+            return False
+
+    def primary(self) -> tuple[str, int] | None:
+        """The primary this Sentinel names now, or None if it does not answer."""
+        probe = self.client()
+        try:
+            host, port = probe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master)
+            return host.decode(), int(port)
+        except (redis_lib.RedisError, TypeError, ValueError):
+            return None
         finally:
             probe.close()
 
