@@ -35,6 +35,7 @@ from controlplane.drill.servers import (
     free_port,
     wait_for,
 )
+from controlplane.topology.hosts import CONTROLPLANE, WEB_PORT, Hosts, SentinelRedis
 from nodes.local import ROOT, LocalNodes, NodeProcess
 
 CONTROLPLANE_DB = "tec_drill_controlplane"
@@ -101,11 +102,13 @@ def _epoch(stamp: str | None) -> float:
 
 class DrillNodes(LocalNodes):
     """LocalNodes whose workers are drill Children: a process group each (so `faketime`
-    and whatever it starts go together), killed and paused through that group."""
+    and whatever it starts go together), killed and paused through that group. In a
+    topology, each on its own host (`prefixes`: `ip netns exec NS`)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.children: dict[str, Child] = {}
+        self.prefixes: dict[str, list[str]] = {}
 
     def start(self, name: str, secret: str, clock_offset: str | None = None, **env: str) -> NodeProcess:
         environment = {
@@ -118,7 +121,7 @@ class DrillNodes(LocalNodes):
             **self.env,
             **env,
         }
-        argv = self.command(name)
+        argv = [*self.prefixes.get(name, ()), *self.command(name)]
         if clock_offset:
             # A clock step moves the wall clock (CLOCK_REALTIME), as an NTP step does; the
             # monotonic clock never jumps (and Python's timed waits run on it). The shim
@@ -137,33 +140,44 @@ class DrillNodes(LocalNodes):
 class DrillCluster:
     """Starts, watches and stops the control plane, the supervisor and the nodes."""
 
-    def __init__(self, workdir: Path, postgres: PrivatePostgres, redis: PrivateRedis,
-                 settings: ClusterSettings, history: History) -> None:  # fmt: skip
+    def __init__(self, workdir: Path, postgres: PrivatePostgres, redis: PrivateRedis | SentinelRedis,
+                 settings: ClusterSettings, history: History, hosts: Hosts | None = None) -> None:  # fmt: skip
+        """On one machine (`postgres` holds every database, `redis` is one server), or on
+        the `hosts` of a topology: each node on its own host with its own PostgreSQL, the
+        control plane on another with its database (`postgres`), Redis through Sentinel."""
         self.workdir = workdir
         self.logs = workdir / "logs"
         self.postgres = postgres
         self.redis = redis
         self.settings = settings
         self.history = history
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.archives = {name: postgres.url(f"tec_drill_{name.replace('-', '_')}") for name in settings.node_names}
+        self.hosts = hosts
+        address = hosts.address(CONTROLPLANE) if hosts else "127.0.0.1"
+        self.port = WEB_PORT if hosts else free_port()
+        self.url = f"http://{address}:{self.port}"
+        if hosts:
+            self.archives = {name: hosts.archive_url(name) for name in settings.node_names}
+            redis_env = hosts.redis_env()  # Celery's broker and backend follow (sentinel://)
+        else:
+            self.archives = {name: postgres.url(f"tec_drill_{name.replace('-', '_')}") for name in settings.node_names}
+            redis_env = {"REDIS_URL": redis.url, "CELERY_BROKER_URL": redis.url, "CELERY_RESULT_BACKEND": redis.url}
         self.env = {
-            **os.environ,
+            **{key: value for key, value in os.environ.items() if not key.startswith(("REDIS_", "CELERY_"))},
             "DATABASE_URL": postgres.url(CONTROLPLANE_DB),
-            "REDIS_URL": redis.url,
-            "CELERY_BROKER_URL": redis.url,
-            "CELERY_RESULT_BACKEND": redis.url,
+            **redis_env,
             "PYTHONPATH": str(ROOT),
             "DJANGO_SETTINGS_MODULE": "controlplane.settings",
             "PYTHONUNBUFFERED": "1",
             "DEBUG": "false",  # served as in production
             "SECRET_KEY": secrets.token_urlsafe(32),
-            "WEB_BIND": f"127.0.0.1:{self.port}",
+            "WEB_BIND": f"{address}:{self.port}",
+            "ALLOWED_HOSTS": f"{address},127.0.0.1,localhost",
         }
         self.secrets: dict[str, str] = {}
         self.api: ControlPlaneApi | None = None
-        self.nodes = DrillNodes(self.url, redis.url, self.logs, env={**self.env, "NODE_SNAPSHOT_EVERY": "5000"})
+        self.nodes = DrillNodes(self.url, redis_env["REDIS_URL"], self.logs, env={**self.env, "NODE_SNAPSHOT_EVERY": "5000"})
+        if hosts:
+            self.nodes.prefixes = {name: hosts.on(name) for name in settings.node_names}
         self.clock_offsets: dict[str, str] = {}
         self.proxies: dict[str, FaultProxy] = {}
         self.control_plane: Child | None = None
@@ -205,12 +219,13 @@ class DrillCluster:
             }
 
     def start(self) -> None:
-        self.control_plane = Child("controlplane", self._web_command(), self.logs / "controlplane.log", env=self.env, cwd=ROOT)
+        on = self.hosts.on(CONTROLPLANE) if self.hosts else []
+        self.control_plane = Child("controlplane", [*on, *self._web_command()], self.logs / "controlplane.log", env=self.env, cwd=ROOT)
         self.control_plane.start()
         wait_for(self._web_answers, 120, f"the control plane at {self.url} (log: {self.control_plane.log_path})", 0.2)
         self.supervisor = Child(
             "supervisor",
-            [sys.executable, "manage.py", "supervise", "--interval", str(self.settings.supervisor_interval)],
+            [*on, sys.executable, "manage.py", "supervise", "--interval", str(self.settings.supervisor_interval)],
             self.logs / "supervisor.log", env=self.env, cwd=ROOT,
         )  # fmt: skip
         self.supervisor.start()

@@ -18,6 +18,14 @@ Kinds (the option that asks for them):
   cut           --cuts            cut or delay the path between one node and Redis or the control plane
   switchover    --switchovers     one or two concurrent switchovers through the API
   quorum-change --quorum-changes  write quorum up to 2 and back through the API
+  leader-kill   --leader-kills    SIGKILL the leader (as kill, the leader always)
+On a topology (--topology netns), each part on a host of its own:
+  partition     --partitions      nft drops every packet between two parts for a while: a
+                                  node and Redis, a node and the control plane, a node and
+                                  its own database, the leader and one follower, the control
+                                  plane and Redis
+  redis-failover --redis-failovers SIGKILL the Redis primary: the Sentinels promote the
+                                  replica; the killed server comes back as a replica
 """
 
 from __future__ import annotations
@@ -37,11 +45,15 @@ from controlplane.drill.api import ApiUnavailable
 from controlplane.drill.cluster import ClusterSettings, DrillCluster
 from controlplane.drill.history import History
 from controlplane.drill.poison import POISON_STREAMS, Poisoner
+from controlplane.topology.hosts import CONTROLPLANE, POSTGRES_PORT
 
 FAULT_KINDS = (
     "kill", "pause", "redis-restart", "pg-restart", "poison",
     "clock-step", "cut", "switchover", "quorum-change",
+    "leader-kill", "partition", "redis-failover",
 )  # fmt: skip
+TOPOLOGY_ONLY = ("partition", "redis-failover")
+PARTITION_LINKS = ("node-redis", "node-controlplane", "node-db", "leader-follower", "controlplane-redis")
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,12 @@ def plan_faults(counts: dict[str, int], commands: int, seed: int, settings: Clus
 
 
 def _params(kind: str, rng: random.Random, settings: ClusterSettings) -> dict:
+    if kind == "leader-kill":
+        return {"role": "leader", "restart_after": round(rng.uniform(0.5, 2.5 * settings.failover_timeout), 2)}
+    if kind == "partition":
+        # From shorter than the lease (nothing should move) to past the failover timeout.
+        return {"link": rng.choice(PARTITION_LINKS), "role": rng.choice(("leader", "follower")),
+                "seconds": round(rng.uniform(settings.lease * 0.5, settings.failover_timeout * 3), 2)}  # fmt: skip
     if kind in ("kill", "pause"):
         params = {"role": rng.choice(("leader", "follower"))}
         if kind == "kill":
@@ -171,6 +189,9 @@ class Injector:
 
     # -- processes -------------------------------------------------------------------------
 
+    def _leader_kill(self, params: dict) -> FaultRecord:
+        return self._kill(params)
+
     def _kill(self, params: dict) -> FaultRecord:
         name = self._target(params["role"])
         if name is None:
@@ -213,6 +234,8 @@ class Injector:
     # -- servers ---------------------------------------------------------------------------
 
     def _redis_restart(self, params: dict) -> FaultRecord:
+        if self.cluster.hosts is not None:
+            return self._skipped("redis-restart", "redis-restart", "on a topology Redis fails over instead (--redis-failovers)")
         self.record_dead_letters("before a Redis restart")
         started = time.time()
         down = self.cluster.redis.restart()
@@ -250,6 +273,48 @@ class Injector:
         role = self._role_of(node)
         return FaultRecord("cut", variant, node,
                            f"{what} between {node} ({role}) and {params['path']} for {params['seconds']:.1f} s", started)  # fmt: skip
+
+    def _partition(self, params: dict) -> FaultRecord:
+        """Drop every packet between two parts of the topology for `seconds`, then heal."""
+        link, hosts = params["link"], self.cluster.hosts
+        variant = f"partition {link}"
+        if hosts is None:
+            return self._skipped("partition", variant, "partitions need the topology (--topology netns)")
+        state = self.cluster.state_or_none()
+        if state is None or state.leader is None:
+            return self._skipped("partition", variant, "no leader known")
+        followers = sorted(name for name in self.cluster.nodes.children if name != state.leader)
+        node = state.leader if params["role"] == "leader" or link == "leader-follower" else self.rng.choice(followers)
+        if link == "node-redis":
+            a, b, port, what = node, hosts.redis_addresses(), None, f"{node} and Redis (both servers, every Sentinel)"
+        elif link == "node-controlplane":
+            a, b, port, what = node, (hosts.address(CONTROLPLANE),), None, f"{node} and the control plane"
+        elif link == "node-db":
+            a, b, port, what = node, (hosts.address(node),), POSTGRES_PORT, f"{node} and its own PostgreSQL"
+        elif link == "leader-follower":
+            other = self.rng.choice(followers)
+            a, b, port, what = node, (hosts.address(other),), None, f"leader {node} and follower {other}"
+        else:
+            a, b, port, what = CONTROLPLANE, hosts.redis_addresses(), None, "the control plane and Redis"
+        role = "" if link in ("controlplane-redis", "leader-follower") else f" ({'leader' if node == state.leader else 'follower'})"
+        started = time.time()
+        cut = hosts.network.cut(a, b, port=port, label=link)
+        try:
+            time.sleep(params["seconds"])
+        finally:
+            hosts.network.heal(cut)
+        return FaultRecord("partition", variant, node if link != "controlplane-redis" else CONTROLPLANE,
+                           f"nft drop between {what}{role} for {params['seconds']:.1f} s, then healed", started)  # fmt: skip
+
+    def _redis_failover(self, params: dict) -> FaultRecord:
+        if self.cluster.hosts is None:
+            return self._skipped("redis-failover", "redis-failover", "Sentinel failover needs the topology (--topology netns)")
+        self.record_dead_letters("before a Redis failover")
+        started = time.time()
+        old, new, promoted = self.cluster.redis.kill_primary()
+        return FaultRecord("redis-failover", "redis-failover", old,
+                           f"SIGKILL the Redis primary on {old}; the Sentinels promoted {new} after {promoted:.2f} s; "
+                           f"{old} is back as its replica (empty, resynced)", started)  # fmt: skip
 
     def _role_of(self, node: str) -> str:
         state = self.cluster.state_or_none()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import redis as redis_lib
 
+from archive.connection import RedisTarget
 from controlplane.drill.history import History, payload_digest
 from nodes.client import ClusterClient, CommitTimeout, MalformedCommand
 from nodes.engine import AddInstrument, CancelOrder, Command, OrderAccepted, PlaceOrder
@@ -129,6 +130,7 @@ class LoadOptions:
     attempt_timeout: float = 3.0  # seconds before an attempt is retried with the same keys
     seed: int = 0
     run_id: str = "drill"
+    redis_target: RedisTarget | None = None  # Redis through Sentinel, instead of redis_url
 
 
 class Load:
@@ -148,7 +150,9 @@ class Load:
         ]
 
     def redis(self) -> redis_lib.Redis:
-        return redis_lib.Redis.from_url(self.options.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        # Through the Sentinels when the drill runs on a topology (REDIS_SENTINELS).
+        target = self.options.redis_target or RedisTarget(self.options.redis_url)
+        return target.client(socket_timeout=10, socket_connect_timeout=5)
 
     def add_instrument(self, timeout: float) -> None:
         """The instrument every order trades, committed before the load starts."""

@@ -26,7 +26,9 @@ from controlplane.drill.cluster import ClusterSettings, DrillCluster
 from controlplane.drill.faults import Injector, PlannedFault, faketime_available, plan_faults
 from controlplane.drill.history import History
 from controlplane.drill.load import Gate, Load, LoadOptions
-from controlplane.drill.servers import PrivatePostgres, PrivateRedis
+from controlplane.drill.servers import PrivatePostgres, PrivateRedis, ServerError
+from controlplane.topology.hosts import CONTROLPLANE, Hosts, SentinelRedis
+from controlplane.topology.netns import missing_tools
 
 
 @dataclass
@@ -46,6 +48,7 @@ class DrillOptions:
     settle_timeout: float = 180.0  # seconds for every node to be back (between faults, at the end)
     answer_timeout: float = 90.0  # seconds the clients keep retrying unanswered commands at the end
     restart_delay: float = 1.0
+    topology: str = "local"  # local: every process on 127.0.0.1; netns: a host (namespace) each
 
 
 class Progress:
@@ -108,7 +111,8 @@ class Drill:
         self.phase = "starting"
         self.failed_early: str | None = None
         self.postgres: PrivatePostgres | None = None
-        self.redis: PrivateRedis | None = None
+        self.redis: PrivateRedis | SentinelRedis | None = None
+        self.hosts: Hosts | None = None
         self.cluster: DrillCluster | None = None
         self.load: Load | None = None
         self.injector: Injector | None = None
@@ -140,17 +144,20 @@ class Drill:
         if faketime_problem:
             self.say(f"clock steps will be skipped: {faketime_problem}")
         self.say(f"work dir {self.workdir} (logs in {self.workdir / 'logs'})")
-        self.postgres = PrivatePostgres(self.workdir)
-        self.postgres.init()
-        self.postgres.start()
-        self.redis = PrivateRedis(self.workdir)
-        self.redis.start()
-        self.say(f"private PostgreSQL on port {self.postgres.port}, Redis on port {self.redis.port}")
         settings = ClusterSettings(
-            replicas=options.replicas, write_quorum=options.write_quorum,
-            restart_delay=options.restart_delay, proxied=bool(options.faults.get("cut")),
+            replicas=options.replicas, write_quorum=options.write_quorum, restart_delay=options.restart_delay,
+            proxied=bool(options.faults.get("cut")) and options.topology == "local",
         )  # fmt: skip
-        self.cluster = DrillCluster(self.workdir, self.postgres, self.redis, settings, self.history)
+        if options.topology == "netns":
+            self._start_hosts(settings)
+        else:
+            self.postgres = PrivatePostgres(self.workdir)
+            self.postgres.init()
+            self.postgres.start()
+            self.redis = PrivateRedis(self.workdir)
+            self.redis.start()
+            self.say(f"private PostgreSQL on port {self.postgres.port}, Redis on port {self.redis.port}")
+        self.cluster = DrillCluster(self.workdir, self.postgres, self.redis, settings, self.history, self.hosts)
         self.cluster.prepare()
         self.cluster.start()
         self.say(f"control plane at {self.cluster.url}; supervisor; {len(settings.node_names)} nodes "
@@ -167,13 +174,29 @@ class Drill:
         run_id = f"d{uuid.uuid4().hex[:6]}"
         self.load = Load(
             LoadOptions(settings.name, self.redis.url, clients=options.clients, rate=options.rate,
-                        seed=options.seed, run_id=run_id),
+                        seed=options.seed, run_id=run_id,
+                        redis_target=self.redis.target if self.hosts else None),
             self.history, Gate(self.plan[0].milestone if self.plan else options.commands, options.commands),
         )  # fmt: skip
         self.load.add_instrument(timeout=self.options.recovery_timeout)
         self.progress = Progress(options.commands, len(self.plan))
         threading.Thread(target=self._progress_loop, name="drill-progress", daemon=True).start()
         self.load.start()
+
+    def _start_hosts(self, settings: ClusterSettings) -> None:
+        """A host (network namespace) per node with its own PostgreSQL, one for the control
+        plane and its database, Redis primary + replica + three Sentinels, the clients (this
+        process moves there)."""
+        problem = missing_tools()
+        if problem:
+            raise ServerError(f"--topology netns: {problem}")
+        self.hosts = Hosts(self.workdir, settings.node_names)
+        self.hosts.start()
+        self.postgres = self.hosts.postgres[CONTROLPLANE]
+        self.redis = SentinelRedis(self.hosts)
+        self.say(f"topology {self.hosts.network.prefix} on {self.hosts.network.subnet}.0/24:")
+        for host, namespace, address, what in self.hosts.describe():
+            self.say(f"  {host:<14} {address:<12} {namespace:<28} {what}")
 
     def _drive(self) -> None:
         """The faults, one at a time, each at its milestone of the load, each waited out."""
@@ -311,10 +334,14 @@ class Drill:
         if self.injector is not None:
             with contextlib.suppress(Exception):
                 self.injector.redis.close()
-        for server in (self.redis, self.postgres):
-            if server is not None:
-                with contextlib.suppress(Exception):
-                    server.stop()
+        if self.hosts is not None:
+            for problem in self.hosts.stop():  # servers by pid, then the namespaces
+                self._say(f"teardown: {problem}")
+        else:
+            for server in (self.redis, self.postgres):
+                if server is not None:
+                    with contextlib.suppress(Exception):
+                        server.stop()
         stop_all_children()
         with contextlib.suppress(Exception):
             self.history.close()
@@ -323,7 +350,9 @@ class Drill:
         """Delete the work dir and the servers' data unless asked to keep them."""
         if keep:
             return
-        if self.postgres is not None:
+        if self.hosts is not None:
+            self.hosts.remove_data()
+        elif self.postgres is not None:
             self.postgres.remove()
         if self.options.history is None or self.workdir not in self.history_path.parents:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -332,7 +361,11 @@ class Drill:
         """Where to look after a failed (or kept) run, and how to check its history again."""
         lines = [f"logs: {self.workdir / 'logs'} (nodes, control plane, supervisor, PostgreSQL, Redis)",
                  f"history: {self.history_path}"]  # fmt: skip
-        if self.postgres is not None:
+        if self.hosts is not None:
+            lines.append("archives: each node's PostgreSQL data is under " + ", ".join(
+                str(server.data_dir) for server in self.hosts.postgres.values()) + " (its host is gone: "
+                "start one with `postgres -D DIR -c listen_addresses=127.0.0.1` to check its log)")  # fmt: skip
+        elif self.postgres is not None:
             lines.append(f"archives: start their PostgreSQL with `{self.postgres.start_command()}`, then "
                          f"`manage.py drill --check {self.history_path}`")  # fmt: skip
         return "\n".join(lines)

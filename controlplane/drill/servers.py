@@ -121,7 +121,10 @@ class PrivatePostgres:
 
     def start(self, timeout: float = 60.0) -> None:
         self.child.start()
-        wait_for(self._answers, timeout, f"PostgreSQL on port {self.port} (log: {self.child.log_path})", 0.1)
+        self.start_wait(timeout)
+
+    def start_wait(self, timeout: float = 60.0) -> None:
+        wait_for(self._answers, timeout, f"PostgreSQL on {self.host}:{self.port} (log: {self.child.log_path})", 0.1)
 
     def _answers(self) -> bool:
         if not self.child.alive():
@@ -195,6 +198,8 @@ class PrivateRedis:
         self.dir.mkdir(parents=True, exist_ok=True)
         argv = [*prefix, redis_server(), "--port", str(self.port), "--bind", host, "--save", "",
                 "--appendonly", "no", "--dir", str(self.dir), "--maxclients", "1000"]  # fmt: skip
+        if host != "127.0.0.1":  # the topology's private network: no password there (yet)
+            argv += ["--protected-mode", "no"]
         if replica_of:
             argv += ["--replicaof", replica_of[0], str(replica_of[1])]
         self.child = Child(name, argv, workdir / "logs" / f"{name}.log")
@@ -264,7 +269,7 @@ class PrivateSentinel:
         directory.mkdir(parents=True, exist_ok=True)
         self.config = directory / "sentinel.conf"  # Sentinel rewrites it: what it learnt
         self.config.write_text("\n".join([
-            f"port {self.port}", f"bind {host}", f"dir {directory}",
+            f"port {self.port}", f"bind {host}", f"dir {directory}", "protected-mode no",
             f"sentinel monitor {master} {primary[0]} {primary[1]} {quorum}",
             f"sentinel down-after-milliseconds {master} {down_after_ms}",
             f"sentinel failover-timeout {master} {failover_timeout_ms}",

@@ -25,6 +25,9 @@ FAULT_OPTIONS = {  # option -> fault kind (controlplane/drill/faults.py)
     "cuts": "cut",
     "switchovers": "switchover",
     "quorum_changes": "quorum-change",
+    "leader_kills": "leader-kill",
+    "partitions": "partition",
+    "redis_failovers": "redis-failover",
 }
 
 
@@ -48,6 +51,8 @@ class Command(BaseCommand):
             "  manage.py drill --kills 20 --pauses 10 --redis-restarts 3 --pg-restarts 3 \\\n"
             "      --poison 20 --clock-steps 5 --commands 20000 --report report.json    # the long one\n"
             "  manage.py drill --check history.jsonl --archives drill-node-1=postgresql://...  # check only\n"
+            "  manage.py drill --topology netns --partitions 10 --leader-kills 5 --redis-failovers 2 \\\n"
+            "      --commands 20000 --report topology-report.json   # a host each (root): partitions, Sentinel\n"
         )
         return super().create_parser(prog_name, subcommand, **kwargs)
 
@@ -67,10 +72,21 @@ class Command(BaseCommand):
         faults.add_argument("--cuts", type=int, default=0, help="cut or delay the network between one node and Redis or the control plane")
         faults.add_argument("--switchovers", type=int, default=0, help="one or two concurrent switchovers through the API")
         faults.add_argument("--quorum-changes", type=int, default=0, help="write quorum 1 -> 2 -> 1 through the API")
+        faults.add_argument("--leader-kills", type=int, default=0, help="SIGKILL the leader; restarted after --restart-delay")
+        faults.add_argument("--partitions", type=int, default=0,
+                            help="(netns) nft cuts a link for a while: node-Redis, node-control plane, node-its database, "
+                                 "leader-follower or control plane-Redis")  # fmt: skip
+        faults.add_argument("--redis-failovers", type=int, default=0,
+                            help="(netns) SIGKILL the Redis primary: Sentinel promotes the replica")  # fmt: skip
         faults.add_argument("--restart-delay", type=float, default=1.0, help="seconds before a killed process is restarted (default 1)")
         cluster = parser.add_argument_group("cluster")
         cluster.add_argument("--replicas", type=int, default=2, help="replicas N (followers; N+1 nodes) (default 2)")
         cluster.add_argument("--write-quorum", type=int, default=1, help="write quorum W (default 1)")
+        cluster.add_argument("--topology", choices=("local", "netns"), default="local",
+                             help="local: every process on 127.0.0.1 with one PostgreSQL and one Redis (default); "
+                                  "netns: a network namespace per host (root, ip, nft): each node with its own "
+                                  "PostgreSQL, the control plane with its own, Redis primary + replica + 3 Sentinels, "
+                                  "the clients (this process) on another")  # fmt: skip
         output = parser.add_argument_group("output")
         output.add_argument("--history", type=Path, help="write the history here (default: history.jsonl in the work dir)")
         output.add_argument("--report", type=Path, help="write the report as JSON here")
@@ -101,8 +117,11 @@ class Command(BaseCommand):
             write_quorum=options["write_quorum"], clients=options["clients"], rate=options["rate"],
             history=options["history"], report=options["report"], workdir=options["workdir"], keep=options["keep"],
             recovery_timeout=options["recovery_timeout"], settle_timeout=options["settle_timeout"],
-            restart_delay=options["restart_delay"],
+            restart_delay=options["restart_delay"], topology=options["topology"],
         )  # fmt: skip
+        local_only = [kind for kind in ("partition", "redis-failover") if counts.get(kind)]
+        if local_only and options["topology"] != "netns":
+            raise CommandError(f"{', '.join(local_only)} need --topology netns")
         faults = ", ".join(f"{count} {kind}" for kind, count in counts.items()) or "no faults"
         self.say(f"drill: seed {seed} (rerun with --seed {seed}); {options['commands']} commands; {faults}")
         self._run(Drill(drill_options, self.say), drill_options)

@@ -1,0 +1,1 @@
+"""Many machines on one: network namespaces, a server per host, partitions (issue 16)."""
