@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test lint services venv bench help simulate failover-time browser-test check-deploy chromium
+.PHONY: run test lint services venv bench help simulate failover-time browser-test check-deploy chromium topology test-topology drill-topology nftables
 
 help:
 	@echo "make run    - install, migrate, create the demo, start control plane + nodes + supervisor"
@@ -17,6 +17,9 @@ help:
 	@echo "make bench-snapshots - snapshot pause (100k, 1M resting orders) and start-up time against log length"
 	@echo "make browser-test - the dashboard and admin in headless Chromium (installs Debian's chromium if missing)"
 	@echo "make check-deploy - Django's deployment checks with production-like variables"
+	@echo "make topology - the demo cluster on a host (network namespace) each, until Ctrl-C (root)"
+	@echo "make test-topology - the topology tests alone: the README demo and a drill with a partition and a Sentinel failover"
+	@echo "make drill-topology - the long drill on the topology: 10 partitions, 5 leader kills, 2 Redis failovers"
 
 $(VENV)/.runtime: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,7 +45,7 @@ run: $(VENV)/.runtime services
 	$(PY) manage.py redis_acl --apply
 	$(PY) manage.py runlocal
 
-test: $(VENV)/.dev services chromium
+test: $(VENV)/.dev services chromium nftables
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev
@@ -62,7 +65,7 @@ failover-time: $(VENV)/.dev services
 
 # Debian's chromium, driven by Playwright's Python package (which never downloads a browser
 # here); without a browser the test skips and says why.
-browser-test: $(VENV)/.dev services chromium
+browser-test: $(VENV)/.dev services chromium nftables
 	BROWSER_SCREENSHOTS=run/screenshots $(PY) -m pytest -q -rs -s tests/browser
 
 # Debian's chromium for the browser test, installed when missing and apt can; never fails:
@@ -99,3 +102,23 @@ soak: $(VENV)/.dev services
 bench-snapshots: $(VENV)/.dev services
 	$(PY) bench/snapshot.py --inline
 	$(PY) bench/startup.py --events 10000,1000000
+
+# Many hosts on one machine (README "Many machines"): a network namespace per host, each
+# node with its own PostgreSQL, Redis primary + replica + three Sentinels. Needs root;
+# Debian's nftables is installed when missing (as chromium is above).
+nftables:
+	@command -v nft >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null 2>&1 || \
+		  { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null 2>&1; }; }; } || \
+		echo "no nft (apt-get install -y nftables): the topology tests will skip"
+
+topology: $(VENV)/.runtime nftables
+	$(PY) manage.py topology
+
+# Also part of `make test` (about a minute); this runs them alone.
+test-topology: $(VENV)/.dev services nftables
+	$(PY) -m pytest -q -rs tests/topology
+
+drill-topology: $(VENV)/.dev nftables
+	$(PY) manage.py drill --topology netns --partitions 10 --leader-kills 5 --redis-failovers 2 \
+		--commands 20000 --report drill-topology-report.json

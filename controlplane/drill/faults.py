@@ -79,8 +79,10 @@ class FaultRecord:
     skipped: bool = False
 
 
-def plan_faults(counts: dict[str, int], commands: int, seed: int, settings: ClusterSettings) -> list[PlannedFault]:
-    """The faults in the order and with the parameters the seed gives, spread over the load."""
+def plan_faults(counts: dict[str, int], commands: int, seed: int, settings: ClusterSettings,
+                links: tuple[str, ...] = PARTITION_LINKS) -> list[PlannedFault]:  # fmt: skip
+    """The faults in the order and with the parameters the seed gives, spread over the load
+    (partitions drawn among `links`)."""
     rng = random.Random(f"{seed}:faults")
     kinds = [kind for kind in FAULT_KINDS for _ in range(counts.get(kind, 0))]
     rng.shuffle(kinds)
@@ -90,16 +92,16 @@ def plan_faults(counts: dict[str, int], commands: int, seed: int, settings: Clus
     planned = []
     for index, kind in enumerate(kinds):
         milestone = int(spacing * (index + 1) + rng.uniform(-0.3, 0.3) * spacing)
-        planned.append(PlannedFault(index, kind, max(1, min(commands - 1, milestone)), _params(kind, rng, settings)))
+        planned.append(PlannedFault(index, kind, max(1, min(commands - 1, milestone)), _params(kind, rng, settings, links)))
     return planned
 
 
-def _params(kind: str, rng: random.Random, settings: ClusterSettings) -> dict:
+def _params(kind: str, rng: random.Random, settings: ClusterSettings, links: tuple[str, ...] = PARTITION_LINKS) -> dict:
     if kind == "leader-kill":
         return {"role": "leader", "restart_after": round(rng.uniform(0.5, 2.5 * settings.failover_timeout), 2)}
     if kind == "partition":
         # From shorter than the lease (nothing should move) to past the failover timeout.
-        return {"link": rng.choice(PARTITION_LINKS), "role": rng.choice(("leader", "follower")),
+        return {"link": rng.choice(links), "role": rng.choice(("leader", "follower")),
                 "seconds": round(rng.uniform(settings.lease * 0.5, settings.failover_timeout * 3), 2)}  # fmt: skip
     if kind in ("kill", "pause"):
         params = {"role": rng.choice(("leader", "follower"))}
@@ -297,8 +299,8 @@ class Injector:
         else:
             a, b, port, what = CONTROLPLANE, hosts.redis_addresses(), None, "the control plane and Redis"
         role = "" if link in ("controlplane-redis", "leader-follower") else f" ({'leader' if node == state.leader else 'follower'})"
-        started = time.time()
         cut = hosts.network.cut(a, b, port=port, label=link)
+        started = time.time()  # measured from when the cut is in force
         try:
             time.sleep(params["seconds"])
         finally:

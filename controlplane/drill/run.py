@@ -23,7 +23,13 @@ from pathlib import Path
 from controlplane.drill.checker import CONVERGES, RECOVERS, CheckResult, check
 from controlplane.drill.children import stop_all_children
 from controlplane.drill.cluster import ClusterSettings, DrillCluster
-from controlplane.drill.faults import Injector, PlannedFault, faketime_available, plan_faults
+from controlplane.drill.faults import (
+    PARTITION_LINKS,
+    Injector,
+    PlannedFault,
+    faketime_available,
+    plan_faults,
+)
 from controlplane.drill.history import History
 from controlplane.drill.load import Gate, Load, LoadOptions
 from controlplane.drill.servers import PrivatePostgres, PrivateRedis, ServerError
@@ -49,6 +55,7 @@ class DrillOptions:
     answer_timeout: float = 90.0  # seconds the clients keep retrying unanswered commands at the end
     restart_delay: float = 1.0
     topology: str = "local"  # local: every process on 127.0.0.1; netns: a host (namespace) each
+    partition_links: tuple[str, ...] = PARTITION_LINKS  # the links partitions are drawn among
 
 
 class Progress:
@@ -164,7 +171,7 @@ class Drill:
                  f"(N={settings.replicas}, W={settings.write_quorum})"
                  + (f"; {self.cluster.proxied_node} through the fault proxies" if settings.proxied else ""))  # fmt: skip
         self._wait_settled(self.options.settle_timeout, "the cluster to form")
-        self.plan = plan_faults(options.faults, options.commands, options.seed, settings)
+        self.plan = plan_faults(options.faults, options.commands, options.seed, settings, options.partition_links)
         self.history.record(
             "meta", cluster=settings.name, seed=options.seed, commands=options.commands, faults=options.faults,
             settings=asdict(settings), archives=self.cluster.archives, workdir=str(self.workdir),

@@ -111,24 +111,30 @@ class Network:
 
     def cut(self, a: str, b_addresses: tuple[str, ...], port: int | None = None, label: str = "") -> Cut:
         """Drop every packet between host `a` and `b_addresses` (both ways), or only those of
-        TCP `port` on `a`'s own address (a host cut from a server it runs itself)."""
-        namespace = self.namespace(a)
+        TCP `port` on `a`'s own address (a host cut from a server it runs itself). In force
+        when this returns: one nft transaction."""
+        lines = []
         if not any(cut.a == a for cut in self.cuts):
-            run("ip", "netns", "exec", namespace, "nft", "add", "table", "inet", CUT_TABLE)
-            for chain, hook in (("out", "output"), ("in", "input")):
-                run("ip", "netns", "exec", namespace, "nft", "add", "chain", "inet", CUT_TABLE, chain,
-                    f"{{ type filter hook {hook} priority 0; policy accept; }}")  # fmt: skip
+            lines += [f"add table inet {CUT_TABLE}",
+                      f"add chain inet {CUT_TABLE} out {{ type filter hook output priority 0; policy accept; }}",
+                      f"add chain inet {CUT_TABLE} in {{ type filter hook input priority 0; policy accept; }}"]  # fmt: skip
         for address in b_addresses:
             if port is None:
                 rules = [("out", f"ip daddr {address} drop"), ("in", f"ip saddr {address} drop")]
             else:  # the host's own server, reached over its own address
-                rules = [("out", f"ip daddr {address} tcp dport {port} ip saddr {address} drop"),
-                         ("out", f"ip saddr {address} tcp sport {port} ip daddr {address} drop")]  # fmt: skip
-            for chain, rule in rules:
-                run("ip", "netns", "exec", namespace, "nft", "add", "rule", "inet", CUT_TABLE, chain, *rule.split())
+                rules = [("out", f"ip saddr {address} ip daddr {address} tcp dport {port} drop"),
+                         ("out", f"ip saddr {address} ip daddr {address} tcp sport {port} drop")]  # fmt: skip
+            lines += [f"add rule inet {CUT_TABLE} {chain} {rule}" for chain, rule in rules]
+        self._nft(a, "\n".join(lines) + "\n")
         cut = Cut(a, tuple(b_addresses), port, label)
         self.cuts.append(cut)
         return cut
+
+    def _nft(self, host: str, script: str) -> None:
+        result = subprocess.run(["ip", "netns", "exec", self.namespace(host), "nft", "-f", "-"],
+                                input=script, capture_output=True, text=True, timeout=30)  # fmt: skip
+        if result.returncode != 0:
+            raise NetworkError(f"nft on {host}: {result.stderr.strip()}\n{script}")
 
     def heal(self, cut: Cut | None = None) -> None:
         """Remove one cut (and every other cut on the same host), or all of them."""

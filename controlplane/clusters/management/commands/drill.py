@@ -12,6 +12,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from controlplane.drill.checker import check
+from controlplane.drill.faults import PARTITION_LINKS
 from controlplane.drill.report import render, write_json
 from controlplane.drill.run import Drill, DrillOptions
 
@@ -76,6 +77,8 @@ class Command(BaseCommand):
         faults.add_argument("--partitions", type=int, default=0,
                             help="(netns) nft cuts a link for a while: node-Redis, node-control plane, node-its database, "
                                  "leader-follower or control plane-Redis")  # fmt: skip
+        faults.add_argument("--partition-links", nargs="+", choices=PARTITION_LINKS, default=list(PARTITION_LINKS),
+                            metavar="LINK", help=f"the links partitions cut, drawn from the seed (default all: {' '.join(PARTITION_LINKS)})")  # fmt: skip
         faults.add_argument("--redis-failovers", type=int, default=0,
                             help="(netns) SIGKILL the Redis primary: Sentinel promotes the replica")  # fmt: skip
         faults.add_argument("--restart-delay", type=float, default=1.0, help="seconds before a killed process is restarted (default 1)")
@@ -118,6 +121,7 @@ class Command(BaseCommand):
             history=options["history"], report=options["report"], workdir=options["workdir"], keep=options["keep"],
             recovery_timeout=options["recovery_timeout"], settle_timeout=options["settle_timeout"],
             restart_delay=options["restart_delay"], topology=options["topology"],
+            partition_links=tuple(options["partition_links"]),
         )  # fmt: skip
         local_only = [kind for kind in ("partition", "redis-failover") if counts.get(kind)]
         if local_only and options["topology"] != "netns":
