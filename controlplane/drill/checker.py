@@ -23,6 +23,8 @@ after it).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -92,6 +94,10 @@ class CheckResult:
     faults: list[dict] = field(default_factory=list)
     recovery: dict = field(default_factory=dict)  # per fault variant ("kill leader")
     recovery_by_kind: dict = field(default_factory=dict)  # per fault kind ("kill")
+    # The longest time without any commit, from the fault until a command sent after it
+    # ended (a partition healed, a server back) committed: what a fault whose first
+    # commands still slip through (a leader within its lease) costs later, per variant.
+    stalls: dict = field(default_factory=dict)
     exits: list[dict] = field(default_factory=list)
     counts: dict = field(default_factory=dict)  # violations per invariant
     violations: list[Violation] = field(default_factory=list)
@@ -435,6 +441,8 @@ def _check_recovery(parsed: _Parsed, result: CheckResult) -> None:
     )
     by_variant: dict[str, list[float]] = defaultdict(list)
     by_kind: dict[str, list[float]] = defaultdict(list)
+    stalls: dict[str, list[float]] = defaultdict(list)
+    done_times = sorted(done for _, done in commits)
     for fault in parsed.faults:
         row = {key: fault.get(key) for key in ("index", "kind", "variant", "target", "detail", "at", "end", "skipped")}
         if fault.get("skipped"):
@@ -448,6 +456,9 @@ def _check_recovery(parsed: _Parsed, result: CheckResult) -> None:
             row["recovery_s"] = round(min(after) - began, 3)
             by_variant[fault["variant"]].append(row["recovery_s"])
             by_kind[fault["kind"]].append(row["recovery_s"])
+            row["stall_s"] = _longest_stall(done_times, commits, began, max(back, float(fault.get("end") or began)))
+            if row["stall_s"] is not None:
+                stalls[fault["variant"]].append(row["stall_s"])
         elif any(sent >= began for sent in parsed.sent_times):
             result.fail(RECOVERS, f"no command sent after fault {fault.get('index')} ({fault['variant']} {fault['target']}) was ever committed")
         else:
@@ -458,6 +469,19 @@ def _check_recovery(parsed: _Parsed, result: CheckResult) -> None:
     everything = [value for values in by_variant.values() for value in values]
     if everything:
         result.recovery["all faults"] = result.recovery_by_kind["all faults"] = _summary(everything)
+    result.stalls = {variant: _summary(values) for variant, values in sorted(stalls.items())}
+
+
+def _longest_stall(done_times: list[float], commits: list[tuple[float, float]], began: float, ended: float) -> float | None:
+    """The longest gap between commits from `began` until the first commit of a command
+    sent once the fault had ended (`ended`); None if there is none."""
+    later = [done for sent, done in commits if sent >= ended]
+    if not later:
+        return None
+    until = min(later)
+    inside = done_times[bisect.bisect_left(done_times, began) : bisect.bisect_right(done_times, until)]
+    points = [began, *inside]
+    return round(max((b - a for a, b in itertools.pairwise(points)), default=until - began), 3)
 
 
 def _summary(values: list[float]) -> dict:

@@ -312,11 +312,10 @@ class Injector:
         if self.cluster.hosts is None:
             return self._skipped("redis-failover", "redis-failover", "Sentinel failover needs the topology (--topology netns)")
         self.record_dead_letters("before a Redis failover")
-        started = time.time()
-        old, new, promoted = self.cluster.redis.kill_primary()
+        old, new, promoted, killed_at = self.cluster.redis.kill_primary()
         return FaultRecord("redis-failover", "redis-failover", old,
                            f"SIGKILL the Redis primary on {old}; the Sentinels promoted {new} after {promoted:.2f} s; "
-                           f"{old} is back as its replica (empty, resynced)", started)  # fmt: skip
+                           f"{old} is back as its replica (empty, resynced)", killed_at)  # fmt: skip
 
     def _role_of(self, node: str) -> str:
         state = self.cluster.state_or_none()

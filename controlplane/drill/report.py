@@ -54,6 +54,12 @@ def render(result: CheckResult, header: str = "") -> str:
         for label, row in _recovery_rows(result):
             add(f"{label:<28} {row['count']:>5} {row['p50']:>7.2f} {row['p99']:>7.2f} {row['max']:>7.2f}")
         add("")
+    if result.stalls:
+        add("Longest stall: seconds without any commit, from the fault until a command sent after it ended committed")
+        add(f"{'fault':<28} {'count':>5} {'p50':>7} {'max':>7}")
+        for label, row in result.stalls.items():
+            add(f"{label:<28} {row['count']:>5} {row['p50']:>7.2f} {row['max']:>7.2f}")
+        add("")
     poison = result.dead_letters.get("poison", {})
     if poison:
         injected = sum(stats["injected"] for stats in poison.values())

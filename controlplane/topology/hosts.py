@@ -192,16 +192,17 @@ class SentinelRedis:
     def client(self):
         return self.target.client(socket_timeout=10, socket_connect_timeout=5)
 
-    def kill_primary(self, timeout: float = 60.0) -> tuple[str, str, float]:
+    def kill_primary(self, timeout: float = 60.0) -> tuple[str, str, float, float]:
         """SIGKILL the primary by its pid, wait for the Sentinels to promote the replica,
         then start the killed server again, empty (the Sentinels make it a replica of the
-        new primary); (old primary, new primary, seconds until the promotion)."""
+        new primary); (old primary, new primary, seconds until the promotion, time.time()
+        of the kill)."""
         hosts = self.hosts
         old = hosts.primary_name()
         if old is None:
             raise ServerError("the Sentinels do not agree on a primary")
-        began = time.monotonic()
         hosts.redis[old].child.kill()
+        killed_at, began = time.time(), time.monotonic()
         deadline = began + timeout
         while (new := hosts.primary_name()) in (None, old):
             if time.monotonic() > deadline:
@@ -210,4 +211,4 @@ class SentinelRedis:
         promoted = time.monotonic() - began
         hosts.redis[old].start()
         hosts.wait_replicated(timeout)
-        return old, new, promoted
+        return old, new, promoted, killed_at
