@@ -48,6 +48,11 @@ class DirectConnection:
         """Send without waiting: the caller works while Redis answers, then `receive`s."""
         conn = self._conn
         try:
+            if conn._sock is None:
+                # Connect here, not lazily inside send_packed_command: a Sentinel-managed
+                # connection asks the Sentinels for the primary only in connect() (redis-py
+                # 8's lazy path would dial its default, localhost:6379).
+                conn.connect()
             # hiredis packs in C; redis-py's pack_commands wraps it in Python per argument.
             conn.send_packed_command([b"".join(map(pack_command, commands))], check_health=False)
         except BaseException:

@@ -12,6 +12,7 @@ import redis as redis_lib
 from kombu import Connection
 
 from archive.connection import RedisConfigError, RedisTarget, parse_sentinels
+from archive.redisconn import DirectConnection
 from controlplane.drill.children import stop_all_children
 from controlplane.drill.servers import PrivateRedis, PrivateSentinel, wait_for
 
@@ -95,3 +96,25 @@ def test_a_client_follows_the_primary_sentinel_promotes(replicated) -> None:
             assert time.monotonic() < deadline, "the client never reached the new primary"
             time.sleep(0.2)
     assert replica.client().get(key) == b"after"
+
+
+def test_a_direct_connection_follows_the_primary_sentinel_promotes(replicated) -> None:
+    """The hot loops' connections (archive.redisconn) find the primary through the Sentinels
+    too, and find the new one after a failover."""
+    primary, replica, sentinel = replicated
+    target = RedisTarget("redis://unused:1/0", ((sentinel.host, sentinel.port),), "t")
+    line = DirectConnection(target.client(socket_timeout=2, socket_connect_timeout=2))
+    key = f"tec:{{t}}:{uuid.uuid4().hex}"
+    assert line.call("SET", key, "before") == b"OK"
+    wait_for(lambda: replica.client().get(key) == b"before", 20, "the replica to copy the key")
+    primary.child.kill()
+    wait_for(lambda: sentinel.primary() == replica.address, 60, "Sentinel to promote the replica")
+    deadline = time.monotonic() + 30
+    while True:  # an error drops the connection; the next call asks the Sentinels again
+        try:
+            assert line.call("GET", key) == b"before"
+            break
+        except redis_lib.ConnectionError:
+            assert time.monotonic() < deadline, "the direct connection never reached the new primary"
+            time.sleep(0.2)
+    line.close()
