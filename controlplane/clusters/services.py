@@ -146,7 +146,7 @@ def raise_fence_after_commit(cluster_name: str, term: int) -> None:
 
     def raise_fence() -> None:
         try:
-            set_fence(streams.connection(), cluster_name, term)
+            set_fence(streams.fence_connection(), cluster_name, term)
         except redis.RedisError as error:
             log.warning("%s: could not raise the fence to %d now (%s); the next cycle will", cluster_name, term, error)
 
@@ -617,7 +617,7 @@ def reconcile_fence(cluster: Cluster | str) -> int | None:
     cluster_name = cluster_name_of(cluster)
     with transaction.atomic():
         locked = Cluster.objects.select_for_update().get(name=cluster_name)
-        previous = lower_fence(streams.connection(), locked.name, max(locked.term, 1)) if locked.term else None
+        previous = lower_fence(streams.fence_connection(), locked.name, max(locked.term, 1)) if locked.term else None
     if previous:
         log.error("%s: the fence was at term %d, above the database's term %d: lowered", cluster_name, previous, locked.term)
     return previous
@@ -632,4 +632,4 @@ def restore_fence(cluster: Cluster) -> int | None:
     """
     if cluster.term < 1:
         return None
-    return set_fence(streams.connection(), cluster.name, cluster.term)
+    return set_fence(streams.fence_connection(), cluster.name, cluster.term)

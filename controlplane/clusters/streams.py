@@ -18,3 +18,19 @@ def target() -> RedisTarget:
 @cache
 def connection() -> redis.Redis:
     return target().client(health_check_interval=30)
+
+
+def fence_connection() -> redis.Redis:
+    """For the fence only (heartbeats, supervisor cycles, term changes): short timeouts, so
+    that a Redis the control plane cannot reach (a partition drops packets, no error comes
+    back) delays a heartbeat half a second, not past its lease. The fence writes are idempotent and
+    retried by the next heartbeat or cycle."""
+    return _fence_client(target())
+
+
+@cache
+def _fence_client(where: RedisTarget) -> redis.Redis:  # one per target: tests switch REDIS_URL
+    return where.client(socket_timeout=FENCE_TIMEOUT_S, socket_connect_timeout=FENCE_TIMEOUT_S)
+
+
+FENCE_TIMEOUT_S = 0.5  # well under a lease (1.5 s by default), far above a healthy round trip
