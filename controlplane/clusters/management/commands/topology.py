@@ -89,7 +89,7 @@ class Command(BaseCommand):
                 self._wait(options["seconds"])
         except KeyboardInterrupt:
             self.say("\ninterrupted")
-        except (ServerError, OSError, subprocess.CalledProcessError) as error:
+        except (ServerError, OSError, subprocess.SubprocessError) as error:
             raise CommandError(f"the topology could not run: {error}\n(logs in {workdir / 'logs'})") from error
         finally:
             for signum, handler in previous.items():
@@ -137,8 +137,10 @@ class Command(BaseCommand):
         return env_file, wrapper
 
     def _in_clients(self, wrapper: Path, *args: str) -> str:
-        result = subprocess.run([str(wrapper), sys.executable, *args], capture_output=True, text=True,
-                                timeout=180, check=True)  # fmt: skip
+        result = subprocess.run([str(wrapper), sys.executable, *args], capture_output=True, text=True, timeout=180)
+        if result.returncode != 0:
+            raise ServerError(f"`{' '.join(args)}` on the clients' host failed ({result.returncode}):\n"
+                              f"{(result.stdout + result.stderr)[-3000:]}")  # fmt: skip
         return result.stdout
 
     def _describe(self, hosts: Hosts, cluster: DrillCluster, env_file: Path, wrapper: Path) -> None:
