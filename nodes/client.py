@@ -160,7 +160,15 @@ class ClusterClient:
             if not self._receiving:
                 line.send((("BLMPOP", RECEIVE_BLOCK_S, 1, self.reply_key, "LEFT", "COUNT", RECEIVE_COUNT),))
                 self._receiving = True
-            if not line.ready(max(0.0, deadline - time.monotonic())):
+            try:
+                ready = line.ready(max(0.0, deadline - time.monotonic()))
+            except BaseException:
+                # The connection broke (a Redis restart, a Sentinel failover): the pop we
+                # sent is gone with it, so send a new one next time. Left set, every later
+                # call would wait for a reply on a fresh connection that asked nothing.
+                self._receiving = False
+                raise
+            if not ready:
                 return []
             self._receiving = False
             reply = line.receive(1)[0]
