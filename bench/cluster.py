@@ -360,13 +360,17 @@ def plot(rows: list[dict], sweep: dict[int, list[dict]], path: str, rate_batch: 
     figure, axis = plt.subplots(figsize=(8, 5), dpi=120)
     colours = {0: "tab:green", 1: "tab:blue", 2: "tab:red"}
     for w, runs in sorted(sweep.items()):
-        runs = sorted(runs, key=lambda r: r["committed_per_s"])
-        rates = [r["committed_per_s"] for r in runs]
+        paced = [r for r in runs if r["offered_per_s"]]  # in the order offered
+        flat = [r for r in runs if not r["offered_per_s"]]
         colour = colours.get(w)
-        axis.plot(rates, [r["p99_ms"] for r in runs], "o-", color=colour, label=f"W={w} p99")
-        axis.plot(rates, [r["p50_ms"] for r in runs], "s--", color=colour, alpha=0.6, label=f"W={w} p50")
+        rates = [r["committed_per_s"] for r in paced]
+        axis.plot(rates, [r["p99_ms"] for r in paced], "o-", color=colour, label=f"W={w} p99")
+        axis.plot(rates, [r["p50_ms"] for r in paced], "s--", color=colour, alpha=0.6, label=f"W={w} p50")
+        for r in flat:  # flat out: batches of 200, a window in flight; its own marker
+            axis.plot([r["committed_per_s"]], [r["p99_ms"]], "*", color=colour, markersize=12)
+            axis.plot([r["committed_per_s"]], [r["p50_ms"]], "*", color=colour, markersize=8, alpha=0.6)
     axis.set_yscale("log")
-    axis.set_xlabel("committed commands/s (the last point of each line: flat out)")
+    axis.set_xlabel("committed commands/s (lines: offered loads in batches of 10; stars: flat out, batches of 200)")
     axis.set_ylabel("latency, command due to committed result (ms, log scale)")
     axis.set_title(f"Leader + 2 followers on one 2-core machine, {rate_batch} commands per client batch")
     axis.axhline(10, color="grey", linewidth=0.8, linestyle=":")
