@@ -151,6 +151,7 @@ class Leader:
             target=self._commit_loop, name=f"commit-{node.config.name}", daemon=True
         )
         self.claimed: list = []
+        self._commands_per_entry = 1.0  # in the command stream's entries, smoothed
         # Batches processed by the loop thread, waiting for the archive thread: the
         # loop goes on with the next batch while the last one is committed to disk.
         self.outbox: queue.Queue[OutBatch] = queue.Queue(maxsize=OUTBOX_SIZE)
@@ -222,13 +223,16 @@ class Leader:
             # so there is no reason to poll faster than that.
             read = (
                 "XREADGROUP", "GROUP", wire.LEADER_GROUP, self.node.config.name,
-                "COUNT", max(1, self.node.config.batch_size // 50), "BLOCK", 100,
+                "COUNT", self._entries_per_read(), "BLOCK", 100,
                 "STREAMS", self.commands_key, ">",
             )  # fmt: skip
             entries = stream_entries(self.read_line.call(*read))
         if not entries:
             return f"leader of term {self.term}: idle at position {self.node.state.position}"
         count = self._process(entries)
+        # Commands per entry, smoothed: each read takes about batch_size commands, however
+        # the clients batch (one huge cycle makes every result behind it wait for it).
+        self._commands_per_entry += 0.2 * (max(1, count) / len(entries) - self._commands_per_entry)
         self.stats.cycles += 1
         self.stats.items += count
         self.node.after_batch()
@@ -244,6 +248,9 @@ class Leader:
             self._policy = policy
             self.admission = Admission.from_policy(self.cluster, policy, self.admission)
         return self.admission
+
+    def _entries_per_read(self) -> int:
+        return max(1, min(1000, round(self.node.config.batch_size / self._commands_per_entry)))
 
     def _process(self, entries: list) -> int:
         """handle+apply every command of the batch; the archive thread takes it from here."""
