@@ -89,6 +89,7 @@ class PendingBatch:
     last_position: int
     replies: list[tuple[str, bytes]]  # (reply key, message)
     stream_ids: list[bytes]
+    archived_at: float = 0.0  # monotonic: when the leader held it (commit latency from there)
 
 
 @dataclass
@@ -363,6 +364,7 @@ class Leader:
                 last_position=batches[-1].last_position,
                 replies=[reply for batch in batches for reply in self._replies(batch, payload_at)],
                 stream_ids=[entry_id for batch in batches for entry_id in batch.stream_ids],
+                archived_at=time.monotonic(),
             )
         )
 
@@ -609,4 +611,9 @@ class Leader:
                         self.term, status,
                     )  # fmt: skip
                 return
-        self.commit_position = max(self.commit_position, delivery.commit)
+        before = self.commit_position
+        self.commit_position = max(before, delivery.commit)
+        observe = self.node.on_commit  # the node's metrics, if served
+        if observe is not None and delivery.ready:
+            now = time.monotonic()
+            observe([now - batch.archived_at for batch in delivery.ready], self.commit_position - before)

@@ -6,11 +6,10 @@ commit position, the events it archived but has not committed (data at risk), a 
 latency histogram and a committed-events counter. Plus what it would tell the control
 plane: role, term, positions, the loop's stall time, lag behind the leader's commit hash.
 
-The latency is sampled, not hooked into the leader's hot path: a sampler thread looks at
-the leader's archived and commit positions every SAMPLE_S seconds and observes, for each
-archived position it saw appear, the time until the commit position passed it. So it is
-exact to within SAMPLE_S (10 ms) and costs ~100 short wake-ups a second, nothing per
-command. Off unless NODE_METRICS_PORT is set; a failure here never stops the node.
+The leader observes the commit latency itself as it delivers (CommitObserver: a few
+observations per cycle, per batch and never per command); a thread waking 100 times a
+second to sample positions cost more CPU than that and competed with the loops for the
+GIL. Off unless NODE_METRICS_PORT is set; a failure here never stops the node.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -31,7 +29,6 @@ from controlplane.env import env_int, env_str
 
 log = logging.getLogger(__name__)
 
-SAMPLE_S = 0.010
 GC_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 COMMIT_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -167,47 +164,30 @@ class GcPauses:
             self.histogram.labels(str(info.get("generation", -1))).observe(time.perf_counter() - self.started)
 
 
-class CommitSampler:
-    """While the node leads: commit latency and committed events, sampled (see the module doc)."""
+class CommitObserver:
+    """While the node leads: commit latency and committed events, observed by the leader
+    as it delivers (Node.on_commit): per delivered batch, the time from the leader
+    holding it in its archive to its delivery after commit; per delivery, the events the
+    commit position moved by. A few observations per cycle, no thread of its own."""
 
-    def __init__(self, registry: CollectorRegistry, node) -> None:
-        self.node = node
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.latency = Histogram(
             "tec_node_commit_latency_seconds",
-            "While leading: from an archived position's first sight to its commit (10 ms resolution).",
+            "While leading: from a batch archived by the leader to its results delivered after commit.",
             buckets=COMMIT_BUCKETS, registry=registry,
         )  # fmt: skip
         self.committed = Counter(
             "tec_node_committed_events", "While leading: events committed.", registry=registry
         )
-        self.waiting: deque[tuple[int, float]] = deque()  # (archived position, first seen)
-        self.leader = None
-        self.last_commit = 0
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(SAMPLE_S):
-            try:
-                self.sample(time.monotonic())
-            except Exception:  # never let metrics take anything down
-                log.debug("commit sampler", exc_info=True)
-
-    def sample(self, now: float) -> None:
-        leader = self.node.role if self.node.view is not None and self.node.view.role == "leader" else None
-        tracker = getattr(leader, "tracker", None)
-        if leader is None or tracker is None:
-            self.leader, self.waiting = None, deque()
-            return
-        if leader is not self.leader:  # a new term: start counting from where it stands
-            self.leader, self.waiting = leader, deque()
-            self.last_commit = leader.commit_position
-        archived, commit = tracker.leader_position, leader.commit_position
-        if archived > (self.waiting[-1][0] if self.waiting else commit):
-            self.waiting.append((archived, now))
-        while self.waiting and self.waiting[0][0] <= commit:
-            self.latency.observe(now - self.waiting.popleft()[1])
-        if commit > self.last_commit:
-            self.committed.inc(commit - self.last_commit)
-            self.last_commit = commit
+    def __call__(self, latencies: list[float], events: int) -> None:
+        try:
+            for seconds in latencies:
+                self.latency.observe(seconds)
+            if events > 0:
+                self.committed.inc(events)
+        except Exception:  # never let metrics take the commit thread down
+            log.debug("commit observer", exc_info=True)
 
 
 def start(node, port: int | None = None) -> int | None:
@@ -219,8 +199,7 @@ def start(node, port: int | None = None) -> int | None:
     registry = CollectorRegistry()
     registry.register(NodeCollector(node))
     gc.callbacks.append(GcPauses(registry, node))
-    sampler = CommitSampler(registry, node)
-    threading.Thread(target=sampler.run, args=(node.stopped,), name="metrics-sampler", daemon=True).start()
+    node.on_commit = CommitObserver(registry)
     address = env_str("NODE_METRICS_ADDR", "127.0.0.1")
     try:
         start_http_server(port, addr=address, registry=registry)

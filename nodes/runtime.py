@@ -60,6 +60,9 @@ class Node:
         self.checkpoint: tuple[int, int] = (0, 0)  # (position, running hash at it)
         self.gc_watch = GcWatch().install()
         self.stats = metrics.LoopStats()
+        # on_commit(latencies, events): a leader's delivery of committed batches, for the
+        # metrics (set by metrics.start when they are served).
+        self.on_commit = None
         self.queries: queue.Queue = queue.Queue()  # (op, args, answer holder), for the loop
         self._status_kind, self._status_logged_at = "", 0.0
         self.stopping = threading.Event()

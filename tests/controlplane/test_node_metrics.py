@@ -70,23 +70,31 @@ def test_the_collector_reports_positions_and_data_at_risk_while_leading():
     assert "tec_node_thread_cpu_seconds_total[MainThread]" in got
 
 
-def test_the_sampler_observes_commit_latency_and_counts_commits():
-    node = fake_node(archived=0, commit=0)
+def test_the_leader_observes_commit_latency_and_counts_commits():
     registry = CollectorRegistry()
-    sampler = metrics.CommitSampler(registry, node)
-    sampler.sample(10.0)  # starts counting from here
-    node.role.tracker.leader_position = 50
-    sampler.sample(10.01)
-    node.role.tracker.leader_position = 80
-    sampler.sample(10.02)
-    node.role.commit_position = 50
-    sampler.sample(10.05)  # 50 committed 40 ms after it was first seen
-    node.role.commit_position = 80
-    sampler.sample(10.12)  # 80 committed 100 ms after
+    observe = metrics.CommitObserver(registry)
+    observe([0.04], 50)  # a batch committed 40 ms after the leader archived it, 50 events
+    observe([0.1, 0.002], 30)  # two batches in one delivery
+    observe([], 0)  # a status refresh: nothing delivered
     got = values(registry)
-    assert got["tec_node_commit_latency_seconds_count"] == 2
-    assert got["tec_node_commit_latency_seconds_sum"] == pytest.approx(0.14)
+    assert got["tec_node_commit_latency_seconds_count"] == 3
+    assert got["tec_node_commit_latency_seconds_sum"] == pytest.approx(0.142)
+    assert got["tec_node_commit_latency_seconds_bucket[0.005]"] == 1
     assert got["tec_node_committed_events_total"] == 80
+
+
+def test_start_hands_the_leader_its_commit_observer(monkeypatch):
+    node = fake_node()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    before = list(gc.callbacks)
+    try:
+        metrics.start(node, port=port)
+        assert isinstance(node.on_commit, metrics.CommitObserver)
+    finally:
+        node.stopped.set()
+        gc.callbacks[:] = before
 
 
 def test_gc_pauses_go_into_a_histogram():
