@@ -2,10 +2,12 @@
 
 Side by side, in one run, on the same pre-generated events (batches of --batch events of
 --payload bytes):
-  (a) raw: psycopg binary COPY into a table with the archive's columns (with and without
-      its primary key), and redis-py XADD of the same payloads, one entry per event
-      (pipelined per batch) and one entry per batch;
-  (b) the archive: PostgresEventLog.append and RedisEventPublisher.publish;
+  (a) raw: psycopg binary COPY into a table of one row per event (with and without a
+      primary key: the archive's layout before segments, and its bare floor), and
+      redis-py XADD of the same payloads, one entry per event (pipelined per batch) and
+      one entry per batch;
+  (b) the archive: PostgresEventLog.append (one row per batch, a segment, in one round
+      trip) and RedisEventPublisher.publish;
   (c) an eventsourcing Application on PostgreSQL saving the same number of events, one
       save per batch.
 Prints events/s (median of --repeats, with min..max) and the ratios. Uses its own
@@ -281,17 +283,17 @@ def main() -> None:
         with bench_database() as url:
             pg = [
                 Figure(
-                    "pg: raw binary COPY, table with PK",
+                    "pg: row per event, binary COPY, PK (old layout)",
                     raw_copy(url, RAW_TABLE, batches),
                     lambda: reset_table(url, RAW_TABLE),
                 ),
                 Figure(
-                    "pg: raw binary COPY, bare table (no index)",
+                    "pg: row per event, binary COPY, no index",
                     raw_copy(url, BARE_TABLE, batches),
                     lambda: reset_table(url, BARE_TABLE),
                 ),
                 Figure(
-                    "pg: archive append",
+                    "pg: archive append (row per batch)",
                     archive_append(url, batches),
                     lambda: reset_table(url, "archive_segment"),
                 ),
@@ -339,13 +341,13 @@ def main() -> None:
         return None
 
     ratios = {
-        "append / raw COPY with PK": ratio(
-            "pg: archive append", "pg: raw binary COPY, table with PK"
+        "append / row per event (old layout)": ratio(
+            "pg: archive append (row per batch)", "pg: row per event, binary COPY, PK (old layout)"
         ),
-        "append / raw COPY bare": ratio(
-            "pg: archive append", "pg: raw binary COPY, bare table (no index)"
+        "append / row per event, no index": ratio(
+            "pg: archive append (row per batch)", "pg: row per event, binary COPY, no index"
         ),
-        "append / eventsourcing": ratio("pg: archive append", es_name),
+        "append / eventsourcing": ratio("pg: archive append (row per batch)", es_name),
         "publish / raw XADD per batch": ratio(
             "redis: archive publish (fenced, entry per batch)", "redis: raw XADD, entry per batch"
         ),
