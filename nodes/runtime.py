@@ -362,6 +362,11 @@ class Node:
             time.sleep(0.2)
             return f"follower: waiting to compare logs with leader {view.leader} ({error})"
         agreed = rejoin.truncate_after(term_ranges(state.log), [tuple(r) for r in theirs])
+        if agreed is not None and rejoin.install_instead(agreed, state.log.size().first):
+            raise SnapshotNeeded(
+                f"our log agrees with leader {view.leader}'s only up to position {agreed}, below the "
+                f"first position our archive still holds"
+            )
         if agreed is not None:
             log.error(
                 "REJOIN: dropping positions %d..%d (%d events, never committed): leader %s's "

@@ -29,6 +29,16 @@ def needs_rejoin(tail: int, tail_term: int, leader_term: int) -> bool:
     return tail > 0 and tail_term < leader_term
 
 
+def install_instead(agreed: int, first_held: int) -> bool:
+    """A cut below the first position our log still holds (retention deleted the rest,
+    behind a snapshot that holds the disagreeing tail too) would leave an empty log: our
+    position would go back as if by a rejoin, though what we acknowledged is gone.
+    Renew the archive and install a snapshot instead (a new empty replica, DESIGN §4
+    "Archive identity"). A cut at or above it keeps a log; if no snapshot of it is left
+    to replay from, start-up renews the archive the same way (NodeState.recover)."""
+    return agreed < first_held
+
+
 def truncate_after(mine: TermRanges, theirs: TermRanges) -> int | None:
     """Where to cut our log so that it is a prefix of the leader's, or None to keep it all."""
     if not mine:

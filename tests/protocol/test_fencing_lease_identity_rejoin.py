@@ -83,3 +83,19 @@ def test_rejoin_only_when_the_log_ends_in_an_older_term():
     assert needs_rejoin(tail=10, tail_term=2, leader_term=3)
     assert not needs_rejoin(tail=10, tail_term=3, leader_term=3)
     assert not needs_rejoin(tail=0, tail_term=0, leader_term=3)
+
+
+@pytest.mark.parametrize(
+    ("agreed", "first_held", "install"),
+    [
+        (500, 1, False),  # a whole log: cut and replay
+        (500, 400, False),  # the agreed position is still held: cut there
+        (500, 500, False),  # the cut keeps one entry (a snapshot at 500 may rebuild it)
+        (500, 501, True),  # the cut would empty the log: install
+        (0, 300, True),
+    ],
+)
+def test_a_rejoin_below_the_retained_log_installs_a_snapshot_instead(agreed, first_held, install):
+    from nodes.protocol.rejoin import install_instead
+
+    assert install_instead(agreed, first_held) is install
