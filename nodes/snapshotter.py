@@ -181,6 +181,9 @@ def _child(engine: Engine, location: str, keep: int, go_fd: int, result_fd: int)
         # finalise an inherited object (a connection's destructor would talk on the
         # parent's socket).
         gc.disable()
+        # Background work: the node's threads (the loop above all) go first for the CPU.
+        with contextlib.suppress(OSError):
+            os.nice(10)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1):
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(signum, signal.SIG_DFL)
