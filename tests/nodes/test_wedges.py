@@ -691,7 +691,9 @@ def test_ack_and_request_readers_survive_streams_that_start_over_below_their_cur
     assert "peer requests stream" in log_text(cluster, leader)
     settle(cluster, load, leader, a, b)
 
-    # One clock for heartbeat ages: a heartbeat's stamp is the database's now.
+    # One clock for heartbeat ages: a heartbeat's stamp is the database's now. (The node
+    # is stopped first: its own heartbeat must not land between the two readings.)
+    cluster.nodes.stop(a)
     before = services.db_now()
     services.record_heartbeat(a, services.HeartbeatReport(**_report_of(cluster.row(a))))
     after = services.db_now()
