@@ -62,8 +62,9 @@ class RedisTarget:
 
     # -- redis-py ------------------------------------------------------------------------
 
-    def client(self, **kwargs) -> Redis:
-        """A client of the primary; kwargs as for redis.Redis (timeouts, health checks)."""
+    def client(self, sentinel_timeout: float = SENTINEL_TIMEOUT_S, **kwargs) -> Redis:
+        """A client of the primary; kwargs as for redis.Redis (timeouts, health checks).
+        Finding the primary asks each Sentinel in turn, `sentinel_timeout` seconds each."""
         if not self.via_sentinel:
             return Redis.from_url(self.url, **kwargs)
         parts = urlsplit(self.url)
@@ -78,10 +79,7 @@ class RedisTarget:
                 credentials["ssl_ca_certs"] = os.environ["REDIS_CA_FILE"]
         sentinel = Sentinel(
             list(self.sentinels),
-            sentinel_kwargs={
-                "socket_timeout": SENTINEL_TIMEOUT_S,
-                "socket_connect_timeout": SENTINEL_TIMEOUT_S,
-            },
+            sentinel_kwargs={"socket_timeout": sentinel_timeout, "socket_connect_timeout": sentinel_timeout},
         )
         return sentinel.master_for(self.master, redis_class=Redis, **credentials, **kwargs)
 

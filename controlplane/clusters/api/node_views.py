@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import redis
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -12,7 +10,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.clusters import services, trading
+from controlplane.clusters import services, streams, trading
 from controlplane.clusters.api.responses import DetailSerializer, NodeConfigSerializer
 from controlplane.clusters.api.serializers import StrictFieldsMixin
 from controlplane.clusters.models import Node, NodeStatus
@@ -122,6 +120,9 @@ class NodeHeartbeatView(APIView):
         except services.NotEligible as error:  # removed: the node must stop, not retry
             raise PermissionDenied(str(error)) from None
         # Redis down: the report is stored; the fence is restored once Redis is back.
-        with contextlib.suppress(redis.RedisError):
-            services.restore_fence(node.cluster)
+        if streams.fence_worth_trying():
+            try:
+                services.restore_fence(node.cluster)
+            except redis.RedisError:
+                streams.fence_failed()  # the supervisor's cycles go on restoring it
         return Response(node_config(node), status=status.HTTP_200_OK)
