@@ -19,6 +19,7 @@ Asserts nothing about time: the figures are printed.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import random
@@ -40,13 +41,45 @@ from django.core.management import call_command
 from psycopg import sql
 
 from archive import keys
-from bench.cluster import ROOT, command_batches, free_port
+from bench.cluster import MID, ROOT, SYMBOL, TICK, free_port
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, Node
 from nodes.client import ClusterClient
-from nodes.engine import AddInstrument
+from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, encode_command
 from nodes.local import LocalNodes
 from nodes.state import NodeState
+
+
+class BatchStream:
+    """bench/cluster.py's command mix (70% limit orders near the touch, 25% cancels, 5%
+    marketable), made as it is sent: half an hour at 10,000/s is 18 M commands, too many
+    to make up front. `batches[i]` must be asked for in order."""
+
+    def __init__(self, client_id: str, count: int, batch: int, seed: int) -> None:
+        self.client_id, self.count, self.batch = client_id, count, batch
+        self.rng = random.Random(seed)
+        self.seq = 0
+        self.mine: collections.deque[int] = collections.deque(maxlen=10_000)  # recent order ids to cancel
+
+    def __len__(self) -> int:
+        return -(-self.count // self.batch)
+
+    def __getitem__(self, index: int) -> list[bytes]:
+        rng, out = self.rng, []
+        for _ in range(min(self.batch, self.count - self.seq)):
+            self.seq += 1
+            r = rng.random()
+            if r < 0.25 and self.mine:
+                order = self.mine[rng.randrange(len(self.mine))]
+                command = CancelOrder(self.client_id, self.seq, self.client_id, order)
+            else:
+                side = rng.choice((1, 2))
+                offset = rng.randint(1, 20) * TICK if r < 0.95 else -rng.randint(1, 4) * TICK
+                price = MID - offset if side == 1 else MID + offset
+                command = PlaceOrder(self.client_id, self.seq, self.client_id, SYMBOL, side, rng.randint(1, 10), price)
+                self.mine.append(rng.randint(1, max(1, self.seq * 2)))  # a plausible engine order id
+            out.append(encode_command(command))
+        return out
 
 
 def soak_client(args: tuple) -> dict:
@@ -57,7 +90,7 @@ def soak_client(args: tuple) -> dict:
     cluster, redis_url, index, count, batch, rate, give_up = args
     try:
         client = ClusterClient(cluster, redis_url, client_id=f"soak-{uuid.uuid4().hex[:6]}-{index}")
-        batches = command_batches(client.client_id, count, batch, seed=index)
+        batches = BatchStream(client.client_id, count, batch, seed=index)
         due_at: dict[str, float] = {}
         latencies: list[float] = []
         interval = batch / rate
