@@ -102,7 +102,8 @@ def client_process(args: tuple) -> dict:
         wait = max(0.0, next_due - time.perf_counter()) if rate and sent < len(batches) else 10.0
         results = client.receive(wait)
         if not results and wait >= 10.0:
-            raise SystemExit(f"bench: client {index} got no result for 10 s")
+            # Returned, not raised: a pool waits forever for a worker that died.
+            return {"error": f"client {index} got no result for 10 s ({sent - received} batches waiting)"}
         done = time.perf_counter()
         for entry_id, replies in results:
             latencies.extend([done - due_at.pop(entry_id)] * len(replies))
@@ -220,6 +221,9 @@ def drive(cluster: str, redis_url: str, clients: int, count: int, batch: int, ra
     jobs = [(cluster, redis_url, i, per_client, batch, per_rate, window) for i in range(clients)]
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         results = pool.map(client_process, jobs)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise SystemExit("bench: " + "; ".join(errors))
     latencies = sorted(x for r in results for x in r["latencies"])
     elapsed = max(r["end"] for r in results) - min(r["start"] for r in results)
     total = sum(r["count"] for r in results)
