@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from redis import Redis
-from redis.exceptions import NoScriptError
+from redis.commands.core import Script
 
 from archive.keys import keys
 from archive.redisconn import DirectConnection
@@ -112,7 +112,6 @@ class FencedWrites:
     """
 
     def __init__(self, redis: Redis, cluster: str) -> None:
-        self._redis = redis
         self._fence_key = keys(cluster).fence
         self._deliver = redis.register_script(_DELIVER)
         self._acknowledge = redis.register_script(_ACKNOWLEDGE)
@@ -131,11 +130,7 @@ class FencedWrites:
     ) -> tuple[str, int | None]:
         """Push each client's result messages and acknowledge the commands, if the fence
         is at `term`; nothing at all otherwise."""
-        command = self.deliver_command(
-            line or DirectConnection(self._redis), term, replies,
-            commands_key=commands_key, group=group, command_ids=command_ids, reply_ttl=reply_ttl,
-        )  # fmt: skip
-        return self._run(line, command)
+        return _run(line, *self._deliver_call(term, replies, commands_key, group, command_ids, reply_ttl))
 
     def deliver_command(
         self,
@@ -148,21 +143,24 @@ class FencedWrites:
         command_ids: Sequence[bytes],
         reply_ttl: int,
     ) -> tuple:
+        return line.evalsha(*self._deliver_call(term, replies, commands_key, group, command_ids, reply_ttl))
+
+    def _deliver_call(self, term, replies, commands_key, group, command_ids, reply_ttl) -> tuple[Script, list, list]:
         args: list = [term, group, reply_ttl, len(command_ids), *command_ids]
         for messages in replies.values():
             args.append(len(messages))
             args.extend(messages)
-        return line.evalsha(self._deliver, [self._fence_key, commands_key, *replies], args)
+        return self._deliver, [self._fence_key, commands_key, *replies], args
 
     def status(
         self, term: int, key: str, mapping: Mapping[str, object], line: DirectConnection | None = None
     ) -> tuple[str, int | None]:
         """Write the leader's commit status hash if the fence is at `term`: a deposed
         leader's stale status never overwrites its successor's."""
-        return self._run(line, self.status_command(line or DirectConnection(self._redis), term, key, mapping))
+        return _run(line, self._status, [self._fence_key, key], _field_args(term, mapping))
 
     def status_command(self, line: DirectConnection, term: int, key: str, mapping: Mapping[str, object]) -> tuple:
-        return line.evalsha(self._status, [self._fence_key, key], _status_args(term, mapping))
+        return line.evalsha(self._status, [self._fence_key, key], _field_args(term, mapping))
 
     def acknowledge(
         self,
@@ -173,32 +171,23 @@ class FencedWrites:
         line: DirectConnection | None = None,
     ) -> tuple[str, int | None]:
         """Add a follower's ack {fields} to the ack stream if the fence is at `term`."""
-        return self._run(line, self.acknowledge_command(line or DirectConnection(self._redis), term, acks_key, fields, maxlen))
+        return _run(line, self._acknowledge, [self._fence_key, acks_key], _field_args(term, fields, maxlen))
 
     def acknowledge_command(
         self, line: DirectConnection, term: int, acks_key: str, fields: Mapping[str, object], maxlen: int = 1000
     ) -> tuple:
-        args: list = [term, maxlen]
-        for name, value in fields.items():
-            args.extend((name, value))
-        return line.evalsha(self._acknowledge, [self._fence_key, acks_key], args)
-
-    def _run(self, line: DirectConnection | None, command: tuple) -> tuple[str, int | None]:
-        if line is not None:
-            return verdict(_call_loading(line, command))
-        script = {s.sha: s for s in (self._deliver, self._acknowledge, self._status)}[command[1]]
-        return verdict(script(keys=command[3 : 3 + command[2]], args=command[3 + command[2] :]))
+        return line.evalsha(self._acknowledge, [self._fence_key, acks_key], _field_args(term, fields, maxlen))
 
 
-def _call_loading(line: DirectConnection, command: tuple):
-    try:
-        return line.call(*command)
-    except NoScriptError:
-        return line.call(*command)  # the connection loaded its scripts
+def _run(line: DirectConnection | None, script: Script, keys: list, args: list) -> tuple[str, int | None]:
+    """One fenced write now: on the caller's connection if it has one, else through redis-py."""
+    return verdict(line.script_call(script, keys, args) if line is not None else script(keys=keys, args=args))
 
 
-def _status_args(term: int, mapping: Mapping[str, object]) -> list:
-    args: list = [term]
+def _field_args(term: int, mapping: Mapping[str, object], *before: object) -> list:
+    """ARGV of the status and ack scripts: the term, what comes before the fields, then
+    field/value pairs."""
+    args: list = [term, *before]
     for name, value in mapping.items():
         args.extend((name, value))
     return args
