@@ -31,7 +31,7 @@ from psycopg.conninfo import make_conninfo
 from archive import PostgresSnapshotStore
 from nodes.engine import AddInstrument, CancelOrder, Engine, PlaceOrder, decode_events
 from nodes.snapshotter import Snapshotter
-from nodes.state import NodeState
+from nodes.state import NodeState, collector_paused
 
 SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BOOK = 20_000  # resting orders the log keeps on the book
@@ -76,8 +76,9 @@ def full_replay(location: str) -> tuple[int, float]:
     try:
         engine = Engine()
         started = time.perf_counter()
-        for batch in state.log.read(1):
-            engine.apply_batch(decode_events([entry.payload for entry in batch]))
+        with collector_paused():  # as NodeState.recover replays
+            for batch in state.log.read(1):
+                engine.apply_batch(decode_events([entry.payload for entry in batch]))
         return engine.position, time.perf_counter() - started
     finally:
         state.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from archive import LogEntry, PostgresEventLog, PostgresSnapshotStore, create_archive
 from nodes.engine import Engine, decode_events, encode_events, event_kind
@@ -17,6 +19,21 @@ class DivergenceError(RuntimeError):
 
 class ArchiveNeedsSnapshot(DivergenceError):
     """The archive's log starts after a position no snapshot of it covers."""
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection while a state is rebuilt: a snapshot restore and a replay only
+    add live objects (the book), so every full collection on the way scans a growing heap
+    for nothing. A restarted follower with a large book spent 1.5 s of its start-up in six
+    such collections (one of 420 ms). The caller collects once afterwards if it wants to."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class NodeState:
@@ -46,6 +63,10 @@ class NodeState:
 
     def recover(self, progress: Callable[[int, int], None] | None = None) -> str:
         """Snapshot + replay of the archive into a fresh engine; returns a status sentence."""
+        with collector_paused():
+            return self._recover(progress)
+
+    def _recover(self, progress: Callable[[int, int], None] | None) -> str:
         tail, tail_term = self.log.refresh_tail()
         snapshot = self.snapshots.latest(at_or_below=tail)
         if snapshot is None:
