@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import collections
+import time
+from collections.abc import Callable, Sequence
 
 from redis import Redis
 
@@ -55,6 +57,12 @@ class RedisEventPublisher:
     trimmed (approximately, MINID ~) as new ones arrive. 0 disables trimming. Counting
     positions rather than entries keeps the retained history independent of batch sizes.
 
+    window_s: when above 0, the stream keeps what was published in the last window_s
+    seconds instead (by this publisher's clock), and maxlen becomes the most it keeps
+    (Redis memory). A window in positions is a window in time only at one rate: 20,000
+    positions were 1.7 s at 10,000 events/s, shorter than a follower's restart, so every
+    restarted follower fell out of it and caught up from the leader's archive.
+
     Cost: Redis copies every script argument into its Lua heap, about 2 ns a byte here,
     so a fenced publish of a 1,000-event batch costs about twice a bare XADD of it; still
     an order of magnitude cheaper per event than one stream entry per event.
@@ -68,12 +76,18 @@ class RedisEventPublisher:
         *,
         stream_key: str | None = None,
         line: DirectConnection | None = None,
+        window_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         cluster_keys = keys(cluster)
         self._redis = redis
         self._fence_key = cluster_keys.fence
         self.stream_key = stream_key or cluster_keys.events
         self._maxlen = maxlen
+        self._window_s = window_s
+        self._clock = clock
+        # (published at, first position) of each batch published within the window, oldest first
+        self._published: collections.deque[tuple[float, int]] = collections.deque()
         self._script = redis.register_script(_PUBLISH)
         self._line = line or DirectConnection(redis)  # a loop may share its own
 
@@ -84,7 +98,7 @@ class RedisEventPublisher:
         last = entries[-1].position
         if last - first + 1 != len(entries):
             raise ValueError(f"batch {first}..{last} of {len(entries)} entries is not contiguous")
-        minid = last - self._maxlen + 1 if self._maxlen > 0 else 0
+        minid = self.trim_below(first, last)
         status, detail = self._line.script_call(
             self._script,
             [self._fence_key, self.stream_key],
@@ -97,3 +111,17 @@ class RedisEventPublisher:
         if status == b"stale":
             raise StaleEntryError(entry_id(last), detail.decode())
         raise RuntimeError(f"unexpected reply from the publish script: {status!r}")
+
+    def trim_below(self, first: int, last: int) -> int:
+        """The MINID for publishing first..last: the first position of the oldest batch
+        published within the window (if any), but no more than maxlen positions back;
+        0: trim nothing."""
+        minid = last - self._maxlen + 1 if self._maxlen > 0 else 0
+        if self._window_s > 0:
+            now = self._clock()
+            published = self._published
+            published.append((now, first))
+            while published[0][0] < now - self._window_s:
+                published.popleft()  # never the batch just appended: its time is now
+            minid = max(minid, published[0][1])
+        return max(minid, 0)

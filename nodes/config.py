@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archive.connection import RedisConfigError, RedisTarget
-from controlplane.env import ConfigError, env_int, env_str
+from controlplane.env import ConfigError, env_float, env_int, env_str
 
 GC_POLICIES = ("freeze", "default", "off")
 
@@ -20,7 +20,8 @@ class NodeConfig:
     redis_url: str
     redis: RedisTarget  # the URL, or the Sentinels that know the primary
     batch_size: int
-    stream_maxlen: int
+    stream_maxlen: int  # the most positions the live stream keeps (Redis memory)
+    stream_window_s: float  # the live stream keeps what was published this long ago (0: stream_maxlen positions)
     snapshot_every: int
     gc_policy: str
     secret_file: str = ""  # re-read every heartbeat: a rotated secret is picked up live
@@ -60,7 +61,8 @@ class NodeConfig:
             redis_url=redis_url,
             redis=redis,
             batch_size=env_int("NODE_BATCH_SIZE", 4000, minimum=1),
-            stream_maxlen=env_int("NODE_STREAM_MAXLEN", 20000, minimum=10),
+            stream_maxlen=env_int("NODE_STREAM_MAXLEN", 500_000, minimum=10),
+            stream_window_s=env_float("NODE_STREAM_WINDOW_S", 30.0, minimum=0.0),
             snapshot_every=env_int("NODE_SNAPSHOT_EVERY", 200_000, minimum=0),
             gc_policy=gc_policy,
             secret_file=secret_file,

@@ -123,6 +123,7 @@ class Leader:
             self.redis,
             self.cluster,
             maxlen=node.config.stream_maxlen,
+            window_s=node.config.stream_window_s,
             stream_key=wire.events_key(self.cluster, term),
             line=self.archive_line,
         )

@@ -87,6 +87,37 @@ def test_trimmed_position_is_reported(redis: Redis, cluster: str, reader: RedisE
     assert reader.read(first - 1, block_ms=0, count=1)[0].position == first
 
 
+def test_the_window_in_time_keeps_what_was_published_within_it(
+    redis: Redis, cluster: str, reader: RedisEventReader
+) -> None:
+    """NODE_STREAM_WINDOW_S: the stream keeps the last window_s seconds at any rate, up to
+    maxlen positions (a fake clock: 100 positions a second, then 1,000 a second)."""
+    set_fence(redis, cluster, 1)
+    now = [0.0]
+    publisher = RedisEventPublisher(redis, cluster, maxlen=25_000, window_s=10.0, clock=lambda: now[0])
+    position = 1
+    for rate in (100, 1000):
+        for _ in range(300):  # 30 s at this rate, a batch every 0.1 s
+            publisher.publish(1, make_entries(position, rate // 10, size=8))
+            position += rate // 10
+            now[0] += 0.1
+        first, last = reader.first_last_positions()  # type: ignore[misc]
+        assert last == position - 1
+        # The last 10 s are there; older entries are gone, give or take what MINID ~
+        # leaves (whole radix-tree nodes: up to 100 entries, here 10 s more).
+        assert reader.read(last - 10 * rate, block_ms=0, count=1)[0].position == last - 10 * rate + 1
+        assert first > last - 21 * rate
+    # Faster (10,000 a second for 10 s): the window never keeps more than maxlen positions.
+    for _ in range(1000):
+        publisher.publish(1, make_entries(position, 100, size=8))
+        position += 100
+        now[0] += 0.01
+    first, last = reader.first_last_positions()  # type: ignore[misc]
+    assert 25_000 <= last - first + 1 <= 25_000 + 100 * 100
+    with pytest.raises(TrimmedError):
+        reader.read(last - 40_000, block_ms=0, count=1)
+
+
 def test_a_hole_in_the_stream_is_never_skipped(
     publisher: RedisEventPublisher, reader: RedisEventReader
 ) -> None:
