@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from redis import Redis
 
 from archive.errors import RangeUnavailableError
@@ -24,6 +26,7 @@ def publish_replay(
     *,
     entry_events: int = 1000,
     ttl_s: int = REPLAY_TTL_S,
+    started: Callable[[], None] | None = None,
 ) -> int:
     """Publish positions start..end (to the archive's tail if end is None) from `log` on
     `tec:{cluster}:replay:{node}`, in the live stream's entry format, so a RedisEventReader
@@ -34,6 +37,9 @@ def publish_replay(
     and the replay stops with FencedError once the cluster's fence leaves that term.
     Raises RangeUnavailableError (before writing anything) if the archive no longer holds
     `start`. Fewer events than end - start + 1 means the archive's tail is below end.
+    `started()` is called once the first events are on the stream (or, with none to
+    publish, at the end): from then on the range is known to be there, and a reader may
+    read while the rest is published.
     """
     key = keys(cluster).replay(node)
     redis.delete(key)
@@ -70,7 +76,11 @@ def publish_replay(
                 pipe.execute()
         if count == 0:
             redis.expire(key, ttl_s)
+            if started is not None:
+                started()
         count += len(batch)
+    if count == 0 and started is not None:
+        started()
     return count
 
 

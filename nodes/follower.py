@@ -2,8 +2,10 @@
 
 It reads the live stream from its archived position + 1. When that position has been
 trimmed away, it asks the leader's archive to replay the missing range on a stream of
-its own, reads that to the end, and goes back to the live stream exactly where the
-replay stopped: no gap, no duplicate (the archive refuses both anyway).
+its own, reads it as the leader publishes it, and goes back to the live stream exactly
+where it stopped reading the replay: at the replay's end, or earlier, as soon as its
+position is well inside the live stream's window again (no gap, no duplicate: the
+archive refuses both anyway).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 
 READ_COUNT = 50  # stream entries a read; each entry is one leader batch
 CATCH_UP_STALL_S = 10.0  # a replay that brings nothing for this long is asked for again
+# A catch-up goes back to live once its position is past this share of the live stream's
+# window (oldest to newest): the oldest part is next to be trimmed.
+LIVE_AGAIN_AT = 0.25
 
 
 class Follower:
@@ -155,21 +160,34 @@ class Follower:
             raise SnapshotNeeded(f"position {start} is no longer in {self.leader}'s archive ({below})") from below
         reader = RedisEventReader(self.redis, self.replay_key)
         progress_at = time.monotonic()
-        while self.node.state.position < end and not self.node.stopping.is_set():
-            entries = reader.read(self.node.state.position, block_ms=200, count=READ_COUNT)
+        state = self.node.state
+        while state.position < end and not self.node.stopping.is_set():
+            entries = reader.read(state.position, block_ms=200, count=READ_COUNT)
             self._set_aside(reader, "replay")
             if entries:
                 self.store([entry for entry in entries if entry.position <= end], live=False)
                 progress_at = time.monotonic()
+                if self._back_in_window():
+                    break
             elif time.monotonic() - progress_at > CATCH_UP_STALL_S:
                 # The replay stream is gone (Redis flushed, expired) or its peer died:
                 # every wait has a way back (DESIGN §4 "No wedges"): re-read the role, ask again.
                 raise peer.PeerUnavailable(
                     f"the replay from {self.leader} brought nothing for {CATCH_UP_STALL_S:.0f} s "
-                    f"at position {self.node.state.position} of {end}; asking again"
+                    f"at position {state.position} of {end}; asking again"
                 )
         delete_replay(self.redis, self.cluster, self.node.config.name)
         return (
             f"follower of {self.leader} (term {self.term}): caught up from the archive "
             f"to position {self.node.state.position}"
         )
+
+    def _back_in_window(self) -> bool:
+        """Our next position is well inside the live stream's window: reading on from
+        there needs no more of the leader's archive (and a read or two, not a replay of
+        everything the leader wrote while we caught up)."""
+        window = self.live.first_last_positions()
+        if window is None:
+            return False
+        first, last = window
+        return self.node.state.position + 1 >= first + int((last - first) * LIVE_AGAIN_AT)

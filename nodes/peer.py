@@ -111,25 +111,37 @@ class PeerService:
                 "requests", entry_id, f"{type(error).__name__}: {error}", fields
             )
             return
+        answered = False
+
+        def reply(result: tuple) -> None:
+            nonlocal answered
+            answered = True
+            with self.node.redis.pipeline(transaction=False) as pipe:
+                pipe.rpush(answer_key, wire.encode(result))
+                pipe.expire(answer_key, 60)
+                pipe.execute()
+
         try:
-            result = (True, self.serve(op, args))
+            result = (True, self.serve(op, args, early=lambda value: reply((True, value))))
         except RangeUnavailableError as error:  # retention cut it: the asker installs a snapshot
             result = (False, [_BELOW_RETENTION, str(error)])
         except Exception as error:
             log.exception("peer request %s failed", op)
             result = (False, f"{type(error).__name__}: {error}")
-        if answer_key:
-            with self.node.redis.pipeline(transaction=False) as pipe:
-                pipe.rpush(answer_key, wire.encode(result))
-                pipe.expire(answer_key, 60)
-                pipe.execute()
+        if answered:
+            if not result[0]:  # the asker's read of the replay stalls, and it asks again
+                log.warning("peer request %s failed after its answer: %s", op, result[1])
+            return
+        reply(result)
 
     def archive(self) -> PostgresEventLog:
         if self._log is None:
             self._log = PostgresEventLog(self.node.view.archive_location)
         return self._log
 
-    def serve(self, op: str, args: dict) -> object:
+    def serve(self, op: str, args: dict, early=None) -> object:
+        """The answer to one request. `early(value)`, when given, answers before serve
+        returns (a replay: the asker reads while the rest is published)."""
         archive = self.archive()
         if op == "terms":
             archive.refresh_tail()
@@ -138,7 +150,8 @@ class PeerService:
             end, _ = archive.refresh_tail()
             start = int(args["start"])
             if start <= end:
-                publish_replay(archive, self.node.redis, self.node.view.cluster, args["node"], start, end)
+                started = (lambda: early(end)) if early is not None else None
+                publish_replay(archive, self.node.redis, self.node.view.cluster, args["node"], start, end, started=started)
             return end
         if op == "snapshot":
             from nodes import install  # it asks peers itself: imported here, not at the top
