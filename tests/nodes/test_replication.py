@@ -35,6 +35,18 @@ def order_flow(client, count: int, seed: int, symbol: str = "ACME") -> list:
     return commands
 
 
+def rebuilt_state(location: str) -> tuple[int, str]:
+    """An archive rebuilt as a node does at start-up (snapshot + replay): (position, digest)."""
+    from nodes.state import NodeState
+
+    state = NodeState(location)
+    try:
+        state.recover()
+        return state.engine.position, state.engine.digest()
+    finally:
+        state.close()
+
+
 def submit_all(client, commands: list, batch: int = 100) -> list:
     ids = [client.send(commands[i : i + batch]) for i in range(0, len(commands), batch)]
     results = []
@@ -92,6 +104,41 @@ def test_late_follower_catches_up_from_the_archive_when_the_stream_was_trimmed(m
     logs = [archive_entries(cluster.locations[name]) for name in (leader, early, late)]
     assert logs[0] == logs[1] == logs[2]
     assert archive_digest(cluster.locations[late]) == archive_digest(cluster.locations[leader])
+
+
+def test_a_follower_down_past_the_old_window_reads_on_from_the_live_stream(make_cluster):
+    # The live stream keeps a window in time (NODE_STREAM_WINDOW_S), up to NODE_STREAM_MAXLEN
+    # positions (500,000 by default), no longer 20,000 positions: a follower killed while
+    # 25,000 commands go by reads on from the stream when it is back, although the leader
+    # pruned its own log past the follower's position meanwhile (retention on). The
+    # window here is long so that a slow machine's 25,000 commands fit in it.
+    from controlplane.clusters.models import Cluster
+
+    cluster = make_cluster(size=3, write_quorum=1, NODE_SNAPSHOT_EVERY="4000", NODE_STREAM_WINDOW_S="600")
+    Cluster.objects.filter(name=cluster.name).update(archive_keep_events=1000)
+    leader, follower, other = list(cluster.secrets)
+    for name in (leader, follower, other):
+        cluster.start(name)
+    cluster.wait_live(leader, follower, other)
+    client = cluster.client()
+    cluster.add_instrument(client)
+    submit_all(client, order_flow(client, 500, seed=31))
+    cluster.nodes.kill(follower)  # SIGKILL, by its pid
+    submit_all(client, order_flow(client, 25_000, seed=32))
+    wait_until(lambda: not cluster.is_live(follower), 30, "the control plane to see the follower down")
+    stopped_at = cluster.row(follower).archived_position
+    assert cluster.row(leader).archived_position - stopped_at > 20_000  # beyond the old window
+    wait_until(lambda: cluster.row(leader).archive_first_position > stopped_at + 1, 60,
+               lambda: f"the leader to prune past {stopped_at}\n{cluster.nodes.processes[leader].log_tail()}")  # fmt: skip
+
+    cluster.start(follower)
+    results = submit_all(client, order_flow(client, 300, seed=33))
+    last = max(r.first_position + len(r.payloads) - 1 for r in results)
+    cluster.wait_applied(last, leader, follower, other, timeout=90)
+    text = cluster.nodes.processes[follower].log_path.read_text()
+    assert "catching up from" not in text, text[-3000:]
+    assert "INSTALL" not in text, text[-3000:]
+    assert rebuilt_state(cluster.locations[follower]) == rebuilt_state(cluster.locations[leader])
 
 
 def test_commits_wait_for_the_write_quorum_then_fail_clearly(make_cluster):
