@@ -86,8 +86,11 @@ class RedisEventPublisher:
         self._maxlen = maxlen
         self._window_s = window_s
         self._clock = clock
-        # (published at, first position) of each batch published within the window, oldest first
-        self._published: collections.deque[tuple[float, int]] = collections.deque()
+        # (published at, first position) of each batch published within the window, oldest
+        # first. What is on the stream from before this publisher (a leader's role restarted
+        # within its term) was published at an unknown time: it is kept until the window
+        # has passed since we started, as if published then (position 0: trim nothing).
+        self._published: collections.deque[tuple[float, int]] = collections.deque([(clock(), 0)])
         self._script = redis.register_script(_PUBLISH)
         self._line = line or DirectConnection(redis)  # a loop may share its own
 
