@@ -42,6 +42,7 @@ from archive.keys import tagged
 from nodes import peer
 from nodes.engine import Engine
 from nodes.snapshotter import verified
+from nodes.state import collector_paused
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ def install(node, source: str) -> str:
             "or does not match its digest"
         )
     node.set_status(f"installing a snapshot from {source}: restoring position {position} ({len(data):,} bytes)")
-    engine = Engine.restore(data)  # checks the restored state against the digest too
+    with collector_paused():  # a restore only builds live objects (nodes/state.py)
+        engine = Engine.restore(data)  # checks the restored state against the digest too
     if engine.position != position:
         raise InstallFailed(f"the snapshot from {source} says position {position} but holds {engine.position}")
 
