@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
 import redis as redis_lib
@@ -27,6 +28,9 @@ from nodes.engine import decode_events, event_to_dict
 from nodes.rejoin import term_ranges
 
 log = logging.getLogger(__name__)
+
+
+ASK_SLICE_S = 2.0  # longest single BLPOP of an answer (below the client's socket timeout)
 
 
 class PeerUnavailable(Exception):
@@ -52,9 +56,16 @@ def ask(redis: redis_lib.Redis, cluster: str, peer_name: str, op: str, timeout: 
         maxlen=100,
         approximate=True,
     )
-    reply = redis.blpop([answer_key], timeout=timeout)
-    if reply is None:
-        raise PeerUnavailable(f"{peer_name} did not answer {op!r} within {timeout:.0f} s")
+    # BLPOP in slices: redis-py 8 reads with a 5 s socket timeout by default, so one
+    # longer BLPOP failed with TimeoutError after 5 s whatever `timeout` said (an install
+    # of a large snapshot, which takes longer to publish, never got its answer).
+    deadline = time.monotonic() + timeout
+    reply = None
+    while reply is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise PeerUnavailable(f"{peer_name} did not answer {op!r} within {timeout:.0f} s")
+        reply = redis.blpop([answer_key], timeout=min(ASK_SLICE_S, max(remaining, 0.01)))
     ok, value = wire.decode(reply[1])
     if not ok and isinstance(value, list) and value[:1] == [_BELOW_RETENTION]:
         raise BelowRetention(f"{peer_name} could not {op}: {value[1]}")
