@@ -328,6 +328,8 @@ def archive_state(location: str) -> tuple[int, str, int]:
     try:
         state.recover()
         return state.engine.position, state.engine.digest(), state.log.size().first
+    except Exception as error:  # an archive that cannot be rebuilt is a finding, not a crash
+        return -1, f"cannot rebuild: {type(error).__name__}: {error}", 0
     finally:
         state.close()
 
@@ -402,8 +404,12 @@ def main() -> None:
         if not largest:
             failures.append("retention never reported an archive's size")
         # Settle: every node live at the leader's position, then each archive rebuilt offline.
-        cluster.wait(lambda: cluster.live() == 3, 120, "3 live nodes after the load")
-        cluster.wait(lambda: len({r.applied_position for r in cluster.rows().values()}) == 1, 120, "the nodes to settle")
+        report["final"] = {}
+        try:
+            cluster.wait(lambda: cluster.live() == 3, 120, "3 live nodes after the load")
+            cluster.wait(lambda: len({r.applied_position for r in cluster.rows().values()}) == 1, 120, "the nodes to settle")
+        except SystemExit as timed_out:  # reported with the rest, not instead of it
+            failures.append(str(timed_out))
         cluster.nodes.stop_all()
         states = {name: archive_state(location) for name, location in cluster.locations.items()}
         report["final"] = {name: {"position": p, "digest": d[:16], "first_position": f} for name, (p, d, f) in states.items()}
@@ -423,7 +429,7 @@ def main() -> None:
         print(f"kills: {len(report['kills'])}; followed again after {min(follows, default=0):.1f}-{max(follows, default=0):.1f} s "
               f"({sum(k.get('installed', False) for k in report['kills'])} through a snapshot install)")  # fmt: skip
         for name, value in sorted(report["largest_archive"].items()):
-            close = report["closest_to_bound"][name]
+            close = report["closest_to_bound"].get(name, value)
             print(f"archive {name}: at most {value['events']:,} events ({value['bytes'] / 1e6:.0f} MB) at {value['at_s']} s, "
                   f"bound then {value['bound']:,} (held by the {value['held_by']}); closest to its bound at {close['at_s']} s: "
                   f"{close['events']:,} of {close['bound']:,}; steady-state bound {steady:,}")  # fmt: skip
