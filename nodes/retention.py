@@ -30,7 +30,10 @@ class Retention:
         self.node = node
         self.location = location
         self.size: LogSize | None = None  # the archive as last measured (reported in heartbeats)
-        self.snapshot_position = 0  # the latest verified snapshot
+        # The latest verified snapshot, as of `size`: set after the round's deletes, after
+        # `size`, so a report never pairs a new snapshot with the size from before the cut
+        # it allows (verifying a large snapshot and deleting below it take seconds).
+        self.snapshot_position = 0
         self.deleted = 0  # events deleted since this process started
         self.status = ""
         self._verified: tuple[int, str] | None = None  # (position, digest) checked already
@@ -81,6 +84,7 @@ class Retention:
                 deleted, cut, snapshot, floor, keep, size.first, size.last,
             )  # fmt: skip
         self.size = size
+        self.snapshot_position = snapshot or 0
         return f"archive holds {size.events} events ({size.first}..{size.last}), {size.bytes} bytes"
 
     def _latest_verified(self, snapshots: PostgresSnapshotStore, tail: int) -> int | None:
@@ -97,7 +101,6 @@ class Retention:
                 log.error("retention: the snapshot at %d does not match its digest; deleting nothing", newest.position)
                 return None
             self._verified = (newest.position, newest.digest)
-        self.snapshot_position = self._verified[0]
         return self._verified[0]
 
     def _stores(self) -> tuple[PostgresEventLog, PostgresSnapshotStore]:
