@@ -17,7 +17,6 @@ from archive.errors import (
 )
 from archive.fence import get_fence, lower_fence, set_fence
 from archive.fenced import FencedWrites
-from archive.keys import ClusterKeys, keys
 from archive.pglog import PostgresEventLog
 from archive.pgsnapshots import PostgresSnapshotStore
 from archive.ports import EventLog, EventPublisher, EventReader, SnapshotStore
@@ -29,7 +28,6 @@ from archive.schema import create_archive
 __all__ = [
     "ArchiveError",
     "ArchiveUnavailableError",
-    "ClusterKeys",
     "CorruptEntryError",
     "DeadLetters",
     "EventLog",
@@ -57,7 +55,6 @@ __all__ = [
     "dead_letter_counts",
     "delete_replay",
     "get_fence",
-    "keys",
     "lower_fence",
     "publish_replay",
     "set_fence",

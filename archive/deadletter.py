@@ -13,7 +13,7 @@ import time
 
 from redis import Redis, RedisError
 
-from archive.keys import keys
+from wire.keys import keys
 
 log = logging.getLogger(__name__)
 

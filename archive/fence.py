@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis import Redis
 
-from archive.keys import keys
+from wire.keys import keys
 
 # Compare-and-set in one atomic step: two control-plane processes racing to set the
 # fence can never move it down, whatever order their calls arrive in.

@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from redis import Redis
 from redis.commands.core import Script
 
-from archive.keys import keys
-from archive.redisconn import DirectConnection
+from wire.keys import keys
+from wire.redisconn import DirectConnection
 
 # The verdict of nodes.protocol.fencing.check, in Lua. Returns nil when the fence is at
 # the term; otherwise the verdict and the fence (or '').

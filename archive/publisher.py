@@ -10,9 +10,9 @@ from redis import Redis
 
 from archive.entries import LogEntry
 from archive.errors import FencedError, StaleEntryError
-from archive.keys import keys
-from archive.redisconn import DirectConnection
 from archive.streamformat import EVENTS, FIRST, TERM, encode_events, entry_id
+from wire.keys import keys
+from wire.redisconn import DirectConnection
 
 # KEYS: fence, stream. ARGV: term, entry id, trim MINID (0: no trimming), then field/value
 # pairs. The fence check and the XADD run as one atomic script, so a deposed leader can

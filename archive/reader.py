@@ -6,8 +6,8 @@ from redis import Redis
 
 from archive.entries import LogEntry
 from archive.errors import TrimmedError
-from archive.redisconn import DirectConnection, stream_entries
 from archive.streamformat import EVENTS, FIRST, decode_events, entry_id, position_of
+from wire.redisconn import DirectConnection, stream_entries
 
 
 class RedisEventReader:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from redis import Redis
 
 from archive.errors import RangeUnavailableError
-from archive.keys import keys
 from archive.ports import EventLog
 from archive.publisher import RedisEventPublisher
 from archive.streamformat import EVENTS, FIRST, TERM, encode_events, entry_id
+from wire.keys import keys
 
 REPLAY_TTL_S = 3600
 

@@ -44,9 +44,9 @@ from archive import (
     PostgresEventLog,
     RedisEventPublisher,
     create_archive,
-    keys,
     set_fence,
 )
+from wire.keys import keys
 
 ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -43,12 +43,12 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from psycopg import sql  # noqa: E402
 
-from archive import keys  # noqa: E402
 from controlplane.clusters import services  # noqa: E402
 from controlplane.clusters.models import Cluster, Node  # noqa: E402
-from nodes.client import ClusterClient  # noqa: E402
+from dev.local import LocalNodes  # noqa: E402
 from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, encode_command  # noqa: E402
-from nodes.local import LocalNodes  # noqa: E402
+from wire.client import ClusterClient  # noqa: E402
+from wire.keys import keys  # noqa: E402
 
 SYMBOL = "BENCH"
 MID, TICK = 100_000, 5

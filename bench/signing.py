@@ -1,4 +1,4 @@
-"""Cost of signing and verifying command batches (nodes/signing.py, nodes/admission.py).
+"""Cost of signing and verifying command batches (wire/signing.py, wire/admission.py).
 
 Per batch: the client's HMAC-SHA256 over the batch (BatchSigner.fields) and the leader's
 check (Admission.admit: MAC, constant-time compare, nonce) plus one Grant.refusal per
@@ -18,9 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nodes import signing, wire
-from nodes.admission import Admission
+import wire
 from nodes.engine import PlaceOrder, Side, decode_command, encode_command
+from wire import signing
+from wire.admission import Admission
 
 SECRET = bytes(range(32))
 REPLY = wire.reply_key("bench", "client-0123456789ab-cdef0123")

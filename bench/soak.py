@@ -48,16 +48,16 @@ from django.conf import settings
 from django.core.management import call_command
 from psycopg import sql
 
-from archive import keys
 from bench.cluster import MID, ROOT, SYMBOL, TICK, free_port
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, Node
-from nodes.client import ClusterClient
+from dev.local import LocalNodes
 from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, encode_command
-from nodes.local import LocalNodes
 from nodes.protocol import retention
 from nodes.retention import INTERVAL_S as RETENTION_INTERVAL_S
 from nodes.state import NodeState
+from wire.client import ClusterClient
+from wire.keys import keys
 
 SLACK_S = 2 * RETENTION_INTERVAL_S + 2.0  # a retention round, heartbeats both ways, the sample
 

@@ -13,8 +13,8 @@ import psycopg
 import redis
 from psycopg import sql
 
-from archive.connection import RedisConfigError, RedisTarget
-from controlplane.env import env_str
+from base.env import env_str
+from wire.connection import RedisConfigError, RedisTarget
 
 PG_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 REDIS_HINT = (

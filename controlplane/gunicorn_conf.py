@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from gunicorn import glogging
 
-from controlplane.env import env_bool, env_int, env_str
+from base.env import env_bool, env_int, env_str
 
 LONGEST_BLOCKING_REQUEST_S = 120  # SwitchoverSerializer.timeout's max_value
 

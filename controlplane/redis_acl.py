@@ -7,7 +7,7 @@ Three kinds of user, each with the commands and keys it needs and no more:
 - `tec-node`: the node workers: the clusters' keys `tec:*` and Celery's own keys, the same
   commands; never ACL, CONFIG or FLUSH*.
 - `tec-client-NAME`, one per trading client: XADD to any cluster's command stream, its own
-  reply lists (`tec:{C}:reply:NAME-xxxxxxxx` as nodes.client names them, or `NAME.*`), and
+  reply lists (`tec:{C}:reply:NAME-xxxxxxxx` as wire.client names them, or `NAME.*`), and
   HGETALL of the commit hash (the client's timeout message). Not acks, events, the fence,
   replay streams, dead letters, nor other clients' replies; no Pub/Sub.
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from archive.connection import RedisConfigError, RedisTarget
-from controlplane.env import (
+from base.env import (
     ConfigError,
     env_bool,
     env_float,
@@ -17,6 +16,7 @@ from controlplane.env import (
     env_str,
     redis_tls_options,
 )
+from wire.connection import RedisConfigError, RedisTarget
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -53,7 +53,7 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ConfigError(f"REDIS_URL={REDIS_URL!r}: use redis://, rediss:// (TLS) or unix://")
 # REDIS_SENTINELS / REDIS_SENTINEL_MASTER: the primary is found through Sentinel
-# (archive/connection.py); every Redis client of the control plane comes from REDIS.
+# (wire/connection.py); every Redis client of the control plane comes from REDIS.
 try:
     REDIS = RedisTarget.from_env(REDIS_URL)
 except RedisConfigError as error:
@@ -278,7 +278,7 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         # One JSON object a line, with cluster/node/term when the record carries them.
-        "json": {"()": "controlplane.jsonlog.JsonFormatter"},
+        "json": {"()": "base.jsonlog.JsonFormatter"},
     },
     "filters": {"skip_heartbeats": {"()": "controlplane.logfilters.SkipHeartbeats"}},
     "handlers": {

@@ -1,8 +1,7 @@
 """The nodes' own Celery application: a node host needs only its own variables, no Django.
 
-The node's worker consumes its queue `node.NAME` (short control tasks, nodes/tasks.py);
-the control plane sends those tasks by name (`send_task("nodes.take_snapshot", ...)`)
-through the same broker.
+The app only hosts the node's loop as a worker bootstep (nodes/worker.py); it has no
+tasks: requests to a node go on its Redis request stream (wire/rpc.py).
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ import logging
 from celery import Celery
 from celery.signals import after_setup_logger
 
-from archive.connection import RedisTarget
-from controlplane.env import env_str, redis_tls_options
+from base.env import env_str, redis_tls_options
+from wire.connection import RedisTarget
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # With REDIS_SENTINELS: kombu's sentinel transport and Celery's sentinel result backend.
@@ -41,7 +40,7 @@ app.conf.update(
 def _json_logs(logger: logging.Logger, **_: object) -> None:
     """LOG_FORMAT=json: one JSON object a line, as the control plane logs."""
     if env_str("LOG_FORMAT", "plain") == "json":
-        from controlplane.jsonlog import JsonFormatter
+        from base.jsonlog import JsonFormatter
 
         for handler in logger.handlers:
             handler.setFormatter(JsonFormatter())

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from archive.connection import RedisConfigError, RedisTarget
-from controlplane.env import ConfigError, env_float, env_int, env_str
+from base.env import ConfigError, env_float, env_int, env_str
+from wire.connection import RedisConfigError, RedisTarget
 
 GC_POLICIES = ("freeze", "default", "off")
 

@@ -41,7 +41,7 @@ class ClusterView:
     switchover_to: str | None = None  # set: a planned switchover is in flight
     keep_events: int = 0  # retention's minimum window (nodes.protocol.retention)
     retention_floor: int | None = None  # the lowest position a live member holds; None: delete nothing
-    # The leader's only: trading permissions and client keys (nodes.admission), or None.
+    # The leader's only: trading permissions and client keys (wire.admission), or None.
     trading: dict[str, Any] | None = field(default=None, compare=False)
 
     @classmethod

@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import time
 
-from archive import DeadLetters, FencedWrites, RedisEventReader, TrimmedError, delete_replay, keys
+import wire
+from archive import DeadLetters, FencedWrites, RedisEventReader, TrimmedError, delete_replay
 from archive.fenced import verdict
-from archive.redisconn import DirectConnection
-from nodes import peer, wire
 from nodes.engine import decode_events
 from nodes.install import SnapshotNeeded
 from nodes.protocol.fencing import FenceVerdict
+from wire import rpc
+from wire.keys import keys
+from wire.redisconn import DirectConnection
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class Follower:
         self.redis = node.redis
         cluster_keys = keys(self.cluster)
         # One connection of our own for the loop: each cycle is one round trip, the ack
-        # of what we archived and the next read sent together (archive.redisconn).
+        # of what we archived and the next read sent together (wire.redisconn).
         self.line = DirectConnection(self.redis, node.stats)
         self.live = RedisEventReader(self.redis, wire.events_key(self.cluster, term), line=self.line)
         self.replay_key = cluster_keys.replay(node.config.name)
@@ -152,11 +154,11 @@ class Follower:
             self.leader,
         )
         try:
-            end = peer.ask(
+            end = rpc.ask(
                 self.redis, self.cluster, self.leader, "replay", timeout=60,
                 start=start, node=self.node.config.name,
             )  # fmt: skip
-        except peer.BelowRetention as below:
+        except rpc.BelowRetention as below:
             raise SnapshotNeeded(f"position {start} is no longer in {self.leader}'s archive ({below})") from below
         reader = RedisEventReader(self.redis, self.replay_key)
         progress_at = time.monotonic()
@@ -172,7 +174,7 @@ class Follower:
             elif time.monotonic() - progress_at > CATCH_UP_STALL_S:
                 # The replay stream is gone (Redis flushed, expired) or its peer died:
                 # every wait has a way back (DESIGN §4 "No wedges"): re-read the role, ask again.
-                raise peer.PeerUnavailable(
+                raise rpc.PeerUnavailable(
                     f"the replay from {self.leader} brought nothing for {CATCH_UP_STALL_S:.0f} s "
                     f"at position {state.position} of {end}; asking again"
                 )

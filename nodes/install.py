@@ -35,14 +35,13 @@ from archive import (
     RedisEventReader,
     SnapshotStore,
     delete_replay,
-    keys,
     publish_replay,
 )
-from archive.keys import tagged
-from nodes import peer
 from nodes.engine import Engine
 from nodes.snapshotter import verified
 from nodes.state import collector_paused
+from wire import rpc
+from wire.keys import keys, tagged
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +108,7 @@ def install(node, source: str) -> str:
     state, redis, cluster, name = node.state, node.redis, node.view.cluster, node.config.name
     started = time.monotonic()
     node.set_status(f"installing a snapshot: asking {source} for its latest")
-    offer = peer.ask(redis, cluster, source, "snapshot", timeout=120, node=name)
+    offer = rpc.ask(redis, cluster, source, "snapshot", timeout=120, node=name)
     position, digest, end = int(offer["position"]), str(offer["digest"]), int(offer["end"])
     data = b"".join(redis.lrange(snapshot_key(cluster, name), 0, -1))
     redis.delete(snapshot_key(cluster, name))

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 
 import redis as redis_lib
 
+import wire
 from archive import DeadLetters, FencedError, FencedWrites, RedisEventPublisher
 from archive.fenced import verdict
-from archive.redisconn import DirectConnection, stream_entries
-from nodes import wire
-from nodes.admission import Admission
 from nodes.engine import CommandDuplicate, decode_command
 from nodes.protocol.commit import CommitTracker
 from nodes.protocol.fencing import FenceVerdict
+from wire.admission import Admission
+from wire.redisconn import DirectConnection, stream_entries
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class Leader:
         self.acks_key = wire.acks_key(self.cluster)
         self.commit_key = wire.commit_key(self.cluster)
         # Each thread has a Redis connection of its own, without redis-py's per-call cost
-        # (archive.redisconn): the loop reads commands, the archive thread publishes, the
+        # (wire.redisconn): the loop reads commands, the archive thread publishes, the
         # commit thread reads acks and delivers in one round trip.
         self.stats = node.stats
         self.read_line = DirectConnection(self.redis, node.stats)
@@ -277,7 +277,7 @@ class Leader:
                     per_entry.append((entry_id, reply_to, [(wire.RESULT_MALFORMED, 0, 0, f"entry set aside: {poison}")]))
                 continue
             grant = None
-            if admission is not None:  # one MAC per entry (nodes/admission.py)
+            if admission is not None:  # one MAC per entry (wire/admission.py)
                 verdict = admission.admit(fields, reply_to)
                 if verdict.grant is None:
                     self.dead_letters.set_aside(f"commands.{verdict.code}", entry_id, verdict.reason, fields[b"c"])

@@ -25,7 +25,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
 from prometheus_client.registry import Collector
 
-from controlplane.env import env_int, env_str
+import wire
+from base.env import env_int, env_str
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class LoopStats:
         self.cycles = 0  # loop cycles that processed something (commands or events)
         self.items = 0  # leader: commands processed; follower: events archived
         self.appends = 0  # archive appends (one PostgreSQL transaction each)
-        self.redis_round_trips = 0  # on the loops' own connections (archive.redisconn)
+        self.redis_round_trips = 0  # on the loops' own connections (wire.redisconn)
 
 
 class NodeCollector(Collector):
@@ -131,8 +132,6 @@ class NodeCollector(Collector):
         yield threads
 
     def _lag(self, archived: int) -> int | None:
-        from nodes import wire
-
         view = self.node.view
         if view is None or view.role == "leader":
             return 0 if view is not None else None

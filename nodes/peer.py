@@ -1,20 +1,18 @@
-"""Requests between nodes over Redis: "replay your archive for me", "what are your terms".
+"""The node's side of its request stream (wire/rpc.py): answers peers and the control plane.
 
-Each node serves requests addressed to it on `tec:{cluster}:requests:{node}` from a
-thread of its own with its own archive connection (the loop keeps appending meanwhile).
-The answer goes to a one-off list the asker waits on. A lost request (Redis restarted)
-just times out, and the asker asks again: every request is idempotent.
+Requests addressed to this node are served from a thread of its own with its own archive
+connection (the loop keeps appending meanwhile); queries of the engine and snapshot
+requests are handed to the loop, which runs them between two batches.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-import uuid
 
 import redis as redis_lib
 
+import wire
 from archive import (
     DeadLetters,
     PostgresEventLog,
@@ -22,56 +20,12 @@ from archive import (
     RangeUnavailableError,
     publish_replay,
 )
-from archive.keys import tagged
-from nodes import wire
+from nodes import install
 from nodes.engine import decode_events, event_to_dict
 from nodes.rejoin import term_ranges
+from wire import rpc
 
 log = logging.getLogger(__name__)
-
-
-ASK_SLICE_S = 2.0  # longest single BLPOP of an answer (below the client's socket timeout)
-
-
-class PeerUnavailable(Exception):
-    """The peer did not answer in time."""
-
-
-class BelowRetention(PeerUnavailable):
-    """The peer's archive no longer holds the positions asked for: install a snapshot."""
-
-
-_BELOW_RETENTION = "below_retention"
-
-
-def requests_key(cluster: str, node: str) -> str:
-    return f"{tagged(cluster)}:requests:{node}"
-
-
-def ask(redis: redis_lib.Redis, cluster: str, peer_name: str, op: str, timeout: float, **args) -> object:
-    answer_key = f"{tagged(cluster)}:answer:{uuid.uuid4().hex}"
-    redis.xadd(
-        requests_key(cluster, peer_name),
-        {"op": op, "answer": answer_key, "args": wire.encode(args)},
-        maxlen=100,
-        approximate=True,
-    )
-    # BLPOP in slices: redis-py 8 reads with a 5 s socket timeout by default, so one
-    # longer BLPOP failed with TimeoutError after 5 s whatever `timeout` said (an install
-    # of a large snapshot, which takes longer to publish, never got its answer).
-    deadline = time.monotonic() + timeout
-    reply = None
-    while reply is None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise PeerUnavailable(f"{peer_name} did not answer {op!r} within {timeout:.0f} s")
-        reply = redis.blpop([answer_key], timeout=min(ASK_SLICE_S, max(remaining, 0.01)))
-    ok, value = wire.decode(reply[1])
-    if not ok and isinstance(value, list) and value[:1] == [_BELOW_RETENTION]:
-        raise BelowRetention(f"{peer_name} could not {op}: {value[1]}")
-    if not ok:
-        raise PeerUnavailable(f"{peer_name} could not {op}: {value}")
-    return value
 
 
 class PeerService:
@@ -92,7 +46,7 @@ class PeerService:
 
     def run(self) -> None:
         redis = self.node.redis
-        key = requests_key(self.node.view.cluster, self.node.config.name)
+        key = rpc.requests_key(self.node.view.cluster, self.node.config.name)
         cursor = wire.StreamCursor()
         while not self.stopping.is_set():
             try:
@@ -115,16 +69,22 @@ class PeerService:
             op = fields[b"op"].decode()
             answer_key = fields[b"answer"].decode()
             args = wire.decode(fields[b"args"])
-            if not isinstance(args, dict) or not answer_key.startswith(f"{tagged(self.node.view.cluster)}:answer:"):
+            if not isinstance(args, dict) or not answer_key.startswith(rpc.answer_prefix(self.node.view.cluster)):
                 raise ValueError("not a peer request")
         except Exception as error:  # poison: set aside, never answered, never retried
             DeadLetters(self.node.redis, self.node.view.cluster, self.node.config.name).set_aside(
                 "requests", entry_id, f"{type(error).__name__}: {error}", fields
             )
             return
+        if op == "take_snapshot":  # waits for the loop's snapshot: not on this thread
+            threading.Thread(target=self.reply, args=(op, args, answer_key), daemon=True).start()
+        else:
+            self.reply(op, args, answer_key)
+
+    def reply(self, op: str, args: dict, answer_key: str) -> None:
         answered = False
 
-        def reply(result: tuple) -> None:
+        def send(result: tuple) -> None:
             nonlocal answered
             answered = True
             with self.node.redis.pipeline(transaction=False) as pipe:
@@ -133,9 +93,9 @@ class PeerService:
                 pipe.execute()
 
         try:
-            result = (True, self.serve(op, args, early=lambda value: reply((True, value))))
+            result = (True, self.serve(op, args, early=lambda value: send((True, value))))
         except RangeUnavailableError as error:  # retention cut it: the asker installs a snapshot
-            result = (False, [_BELOW_RETENTION, str(error)])
+            result = (False, [rpc.BELOW_RETENTION, str(error)])
         except Exception as error:
             log.exception("peer request %s failed", op)
             result = (False, f"{type(error).__name__}: {error}")
@@ -143,7 +103,7 @@ class PeerService:
             if not result[0]:  # the asker's read of the replay stalls, and it asks again
                 log.warning("peer request %s failed after its answer: %s", op, result[1])
             return
-        reply(result)
+        send(result)
 
     def archive(self) -> PostgresEventLog:
         if self._log is None:
@@ -165,8 +125,6 @@ class PeerService:
                 publish_replay(archive, self.node.redis, self.node.view.cluster, args["node"], start, end, started=started)
             return end
         if op == "snapshot":
-            from nodes import install  # it asks peers itself: imported here, not at the top
-
             if self._snapshots is None:
                 self._snapshots = PostgresSnapshotStore(self.node.view.archive_location)
             return install.publish_snapshot(archive, self._snapshots, self.node.redis, self.node.view.cluster, args["node"])
@@ -179,8 +137,37 @@ class PeerService:
                 {"position": entry.position, "term": entry.term, **event_to_dict(event)}
                 for entry, event in zip(entries, events, strict=True)
             ]
+        if op in CONTROL:
+            return CONTROL[op](self.node, args)
         if op in ("depth", "order"):
             # The engine belongs to the loop thread: ask it to run the query between two
             # batches rather than read a book it may be changing.
             return self.node.query(op, args, timeout=2.0)
         raise ValueError(f"unknown request {op!r}")
+
+
+def take_snapshot(node, args: dict) -> str:
+    """Ask the node's loop to snapshot its state between two batches; wait for it."""
+    node.snapshot_done.clear()
+    node.snapshot_requested.set()
+    if not node.snapshot_done.wait(float(args.get("timeout", 60.0))):
+        return "snapshot still pending after the timeout"
+    return node.last_snapshot_status
+
+
+def status(node, args: dict) -> dict:
+    return {"node": node.config.name, "status": node.status, **node.report()}
+
+
+def refresh(node, args: dict) -> str:
+    """Re-read the role from the control plane now, not at the next heartbeat."""
+    node.heartbeat_now()
+    return f"node {node.config.name}: {node.view.role} in term {node.view.term}"
+
+
+def stop(node, args: dict) -> str:
+    node.stopping.set()
+    return f"node {node.config.name} is stopping"
+
+
+CONTROL = {"take_snapshot": take_snapshot, "status": status, "refresh": refresh, "stop": stop}

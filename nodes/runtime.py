@@ -28,6 +28,7 @@ from nodes.rejoin import term_ranges
 from nodes.retention import Retention
 from nodes.snapshotter import Snapshotter
 from nodes.state import ArchiveNeedsSnapshot, NodeState
+from wire import rpc
 
 log = logging.getLogger("nodes.runtime")
 
@@ -155,7 +156,7 @@ class Node:
                 status = f"stepped down: {reason}; rebuilding from the archive"
                 log.warning("%s", status)
                 self._rebuild(0.0)
-            except (ArchiveError, redis_lib.RedisError, OSError, peer.PeerUnavailable) as error:
+            except (ArchiveError, redis_lib.RedisError, OSError, rpc.PeerUnavailable) as error:
                 status = f"error, retrying: {type(error).__name__}: {error}"
                 log.warning("%s", status)
                 self._rebuild(0.5)
@@ -252,7 +253,7 @@ class Node:
         try:
             status = install.install(self, source)
             log.warning("%s", status)
-        except (install.InstallFailed, peer.PeerUnavailable, ArchiveError, CodecError, redis_lib.RedisError) as error:
+        except (install.InstallFailed, rpc.PeerUnavailable, ArchiveError, CodecError, redis_lib.RedisError) as error:
             status = f"installing a snapshot from {source} failed, retrying: {type(error).__name__}: {error}"
             log.warning("%s", status)
             self.stopping.wait(1.0)
@@ -359,8 +360,8 @@ class Node:
         if not rejoin.needs_rejoin(tail, tail_term, view.term):
             return None  # nothing written before this term: nothing to disagree on
         try:
-            theirs = peer.ask(self.redis, view.cluster, view.leader, "terms", timeout=3)
-        except peer.PeerUnavailable as error:
+            theirs = rpc.ask(self.redis, view.cluster, view.leader, "terms", timeout=3)
+        except rpc.PeerUnavailable as error:
             time.sleep(0.2)
             return f"follower: waiting to compare logs with leader {view.leader} ({error})"
         agreed = rejoin.truncate_after(term_ranges(state.log), [tuple(r) for r in theirs])

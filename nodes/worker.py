@@ -5,9 +5,11 @@ Start a node with:
     celery -A nodes.worker worker --node-name NAME -Q node.NAME -P solo -c 1
 
 The loop is a long-lived service with start/stop (a bootstep), never a task: a task
-would be re-delivered after the broker's visibility timeout and run twice. Tasks on the
-node's own queue `node.NAME` are short control messages (see nodes/tasks.py). SIGTERM
-makes Celery stop its bootsteps: the node finishes the batch in hand and exits.
+would be re-delivered after the broker's visibility timeout and run twice. The worker
+consumes its own queue `node.NAME` (Celery needs one; it keeps the worker off the other
+apps' queues) but no task runs on a node: peers and the control plane reach it through
+its request stream (wire/rpc.py, answered by nodes/peer.py). SIGTERM makes Celery stop
+its bootsteps: the node finishes the batch in hand and exits.
 """
 
 from __future__ import annotations
@@ -23,9 +25,6 @@ from nodes.control import HttpControlPlane
 from nodes.runtime import Node
 
 log = logging.getLogger(__name__)
-
-CURRENT: Node | None = None  # the node this worker process runs
-
 
 def _stop_worker(exit_code: int) -> None:
     """Ask the worker's main loop to shut down with this exit status (what Celery's own
@@ -53,7 +52,6 @@ class NodeStep(bootsteps.StartStopStep):
         return bool(self.node_name)
 
     def start(self, worker) -> None:
-        global CURRENT
         config = NodeConfig.from_env(self.node_name)
         control = HttpControlPlane(
             config.control_plane_url, config.name, config.secret, secret_file=config.secret_file
@@ -61,9 +59,9 @@ class NodeStep(bootsteps.StartStopStep):
         # A node whose loop ends on its own (refused, crashed) must not leave an empty
         # worker behind: stop the whole worker with a non-zero status, so the process
         # supervisor restarts it (a SIGTERM would exit 0, which runners leave alone).
-        self.node = CURRENT = Node(config, control, on_exit=_stop_worker)
+        self.node = Node(config, control, on_exit=_stop_worker)
         self.node.start()
-        log.info("node %s started; control tasks on queue %s", config.name, node_queue(config.name))
+        log.info("node %s started (worker queue %s)", config.name, node_queue(config.name))
 
     def stop(self, worker) -> None:
         if self.node is not None:
@@ -82,5 +80,3 @@ app.user_options["worker"].add(
     )
 )
 app.steps["worker"].add(NodeStep)
-
-import nodes.tasks  # noqa: E402,F401  (registers the control tasks)

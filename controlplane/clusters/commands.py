@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import wire
 from controlplane.clusters import streams
-from nodes import wire
-from nodes.client import (
+from nodes.engine import CommandError, command_from_dict, event_to_dict
+from wire.client import (
     ClusterClient,
     CommandRefused,
     CommandResult,
     CommitTimeout,
     NotEnoughReplicas,
 )
-from nodes.engine import CommandError, command_from_dict, event_to_dict
 
 STATUS_NAMES = {wire.RESULT_COMMITTED: "committed", wire.RESULT_DUPLICATE: "duplicate"}
 

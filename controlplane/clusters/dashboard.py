@@ -13,10 +13,10 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
+import wire
 from archive.deadletter import dead_letter_counts
 from controlplane.clusters import services, streams
 from controlplane.clusters.models import Cluster, Node
-from nodes import wire
 from nodes.protocol import election
 
 RECENT_ROLE_CHANGES = 10

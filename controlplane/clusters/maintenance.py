@@ -13,7 +13,7 @@ import logging
 
 from django.db import transaction
 
-from controlplane.clusters import services
+from controlplane.clusters import services, streams
 from controlplane.clusters.models import (
     Cluster,
     Node,
@@ -21,6 +21,7 @@ from controlplane.clusters.models import (
     OperatorAction,
     OperatorActionKind,
 )
+from wire import rpc
 
 log = logging.getLogger("controlplane.maintenance")
 
@@ -149,18 +150,16 @@ def remove_node(node: Node | str, *, actor: services.Actor, reason: str = "") ->
     return removed
 
 
-def request_snapshot(node: Node | str, *, actor: services.Actor):
-    """Ask a node to snapshot its state between two batches (a Celery task on its own
-    queue, sent after the audit row commits). Returns the task's AsyncResult."""
-    from controlplane.celery import app
-
+def request_snapshot(node: Node | str, *, actor: services.Actor) -> rpc.Pending:
+    """Ask a node to snapshot its state between two batches (a request on its stream,
+    wire/rpc.py, sent after the audit row commits). Returns the pending request."""
     name = node.name if isinstance(node, Node) else node
     with transaction.atomic():
         target = Node.objects.select_related("cluster").get(name=name)
         if target.status == NodeStatus.REMOVED:
             raise services.NotEligible(f"node {name} has been removed")
         audit(target.cluster, OperatorActionKind.SNAPSHOT, actor=actor, node=target, detail=f"snapshot of {name}")
-    return app.send_task("nodes.take_snapshot", queue=f"node.{name}")
+    return rpc.send(streams.connection(), target.cluster.name, name, "take_snapshot")
 
 
 def rotate_node_secret(name: str, *, actor: services.Actor) -> str:

@@ -10,7 +10,7 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from archive.connection import RedisTarget
+from wire.connection import RedisTarget
 
 
 def target() -> RedisTarget:

@@ -1,7 +1,7 @@
 """Trading permissions: who may trade for which account, checked before a command is logged.
 
 The API checks a user's own grant here before sending; the leader checks signed batches
-from Redis with nodes.admission, from the policy this module puts in its heartbeat answer.
+from Redis with wire.admission, from the policy this module puts in its heartbeat answer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane.clusters.models import ClientKey, Cluster, TradingClient
-from nodes.admission import Grant
+from wire.admission import Grant
 
 CONTROLPLANE_KEY_ID = "controlplane"
 

@@ -2,7 +2,7 @@
 
 Everything runs as the documented processes do in production: the control plane as a
 WSGI server (gunicorn when installed, else `manage.py runserver --noreload`), the
-supervisor as `manage.py supervise`, each node as its Celery worker (nodes.local),
+supervisor as `manage.py supervise`, each node as its Celery worker (dev.local),
 every one a `Child` of the drill with DATABASE_URL and REDIS_URL pointing at the
 private servers. The runner (controlplane.drill.runner) restarts a process that exits,
 as `make run`'s runner or systemd would, and records every exit the drill did not cause.
@@ -36,7 +36,7 @@ from controlplane.drill.servers import (
     wait_for,
 )
 from controlplane.topology.hosts import CONTROLPLANE, WEB_PORT, Hosts, SentinelRedis
-from nodes.local import ROOT, LocalNodes, NodeProcess
+from dev.local import ROOT, LocalNodes, NodeProcess
 
 CONTROLPLANE_DB = "tec_drill_controlplane"
 _LEADING = re.compile(r"leading term (\d+) from position (\d+)")
@@ -114,7 +114,6 @@ class DrillNodes(LocalNodes):
         environment = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
-            "DJANGO_SETTINGS_MODULE": "controlplane.settings",
             "CONTROL_PLANE_URL": self.control_plane_url,
             "REDIS_URL": self.redis_url,
             "NODE_SECRET": secret,

@@ -1,6 +1,6 @@
 """The drill's load: client threads over Redis, each command with its own idempotency key.
 
-Each client thread is one `nodes.client.ClusterClient` (its own client id) that sends a
+Each client thread is one `wire.client.ClusterClient` (its own client id) that sends a
 batch of place/cancel orders, waits for the committed result and, when an attempt times
 out or Redis drops the connection, sends the SAME commands again (same client_id and
 client_seq), as a real client does across a failover: the cluster must answer the
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 
 import redis as redis_lib
 
-from archive.connection import RedisTarget
 from controlplane.drill.history import History, payload_digest
-from nodes.client import ClusterClient, CommitTimeout, MalformedCommand
 from nodes.engine import AddInstrument, CancelOrder, Command, OrderAccepted, PlaceOrder
+from wire.client import ClusterClient, CommitTimeout, MalformedCommand
+from wire.connection import RedisTarget
 
 SYMBOL = "DRILL"
 KIND_NAMES = {PlaceOrder: "place_order", CancelOrder: "cancel_order", AddInstrument: "add_instrument"}

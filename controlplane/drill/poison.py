@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import msgspec
 import redis as redis_lib
 
-from archive import dead_letter_counts, keys
+import wire
+from archive import dead_letter_counts
 from controlplane.drill.cluster import DrillCluster
-from nodes import peer, wire
+from wire import rpc
+from wire.keys import keys
 
 POISON_STREAMS = ("commands", "acks", "events", "requests")
 
@@ -115,7 +117,7 @@ class Poisoner:
 
     def _requests(self, variant: int) -> PoisonEntry:
         names = sorted(self.cluster.nodes.children)
-        key = peer.requests_key(self.name, names[variant % len(names)])
+        key = rpc.requests_key(self.name, names[variant % len(names)])
         choices = [
             {"op": "terms"},
             {"op": b"\xff", "answer": "x", "args": b"\xc1"},

@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from archive.connection import RedisTarget
 from controlplane.drill.servers import PrivatePostgres, PrivateRedis, PrivateSentinel, ServerError
 from controlplane.topology import netns
 from controlplane.topology.netns import Network
+from wire.connection import RedisTarget
 
 CONTROLPLANE = "controlplane"
 CLIENTS = "clients"

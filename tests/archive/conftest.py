@@ -12,7 +12,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from redis import Redis
 
-from archive import LogEntry, PostgresEventLog, PostgresSnapshotStore, create_archive, keys
+from archive import LogEntry, PostgresEventLog, PostgresSnapshotStore, create_archive
+from wire.keys import keys
 
 ADMIN_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

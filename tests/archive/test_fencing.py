@@ -11,10 +11,10 @@ from archive import (
     RedisEventReader,
     StaleEntryError,
     get_fence,
-    keys,
     set_fence,
 )
 from tests.archive.conftest import make_entries
+from wire.keys import keys
 
 
 def test_fence_only_moves_up(redis: Redis, cluster: str) -> None:

@@ -11,11 +11,13 @@ import pytest
 from redis import Redis
 from redis.crc import key_slot
 
-from archive import FencedWrites, RedisEventPublisher, keys, lower_fence, set_fence
+import wire
+from archive import FencedWrites, RedisEventPublisher, lower_fence, set_fence
 from controlplane.drill.children import Child
 from controlplane.drill.servers import free_port, wait_for
-from nodes import peer, wire
 from tests.archive.conftest import make_entries
+from wire import rpc
+from wire.keys import keys
 
 
 def every_key(cluster: str) -> list[str]:
@@ -24,7 +26,7 @@ def every_key(cluster: str) -> list[str]:
         cluster_keys.events, cluster_keys.fence, cluster_keys.deadletter, cluster_keys.deadletter_counts,
         cluster_keys.replay("node-1"), wire.events_key(cluster, 7), wire.commands_key(cluster),
         wire.acks_key(cluster), wire.commit_key(cluster), wire.reply_key(cluster, "client-1"),
-        peer.requests_key(cluster, "node-2"),
+        rpc.requests_key(cluster, "node-2"),
     ]  # fmt: skip
 
 

@@ -10,12 +10,12 @@ from archive import (
     RangeUnavailableError,
     RedisEventReader,
     delete_replay,
-    keys,
     publish_replay,
     set_fence,
 )
 from tests.archive.conftest import make_entries
 from tests.archive.test_event_log import read_all
+from wire.keys import keys
 
 
 def read_replay(redis: Redis, cluster: str, node: str, after: int) -> list:

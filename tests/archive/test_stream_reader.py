@@ -11,10 +11,10 @@ from archive import (
     RedisEventPublisher,
     RedisEventReader,
     TrimmedError,
-    keys,
     set_fence,
 )
 from tests.archive.conftest import make_entries
+from wire.keys import keys
 
 
 @pytest.fixture

@@ -22,10 +22,10 @@ from django.contrib.auth.models import User
 from django.db import connection, connections
 from django.utils import timezone
 
-from archive import keys
+import wire
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, Node, NodeStatus, OperatorAction
-from nodes import wire
+from wire.keys import keys
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -6,7 +6,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from nodes import wire
+import wire
 
 
 @pytest.fixture

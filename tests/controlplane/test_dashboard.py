@@ -10,9 +10,9 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+import wire
 from controlplane.clusters import dashboard, services
 from controlplane.clusters.models import Cluster, Node, NodeStatus
-from nodes import wire
 
 PAGE = "/dashboard/alpha/"
 STATUS = "/dashboard/alpha/status.json"

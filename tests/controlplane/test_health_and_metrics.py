@@ -9,11 +9,11 @@ import redis
 from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from archive import keys
+import wire
 from controlplane import health, metrics
 from controlplane.clusters import supervisor
-from nodes import wire
 from tests.controlplane.reports import report
+from wire.keys import keys
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from archive import get_fence, keys
+from archive import get_fence
 from controlplane.clusters import services
+from wire.keys import keys
 
 # A report of a measured log: it names the archive (a node still opening it claims nothing).
 REPORT = {"status": "live", "archived_position": 7, "applied_position": 7, "term": 1,

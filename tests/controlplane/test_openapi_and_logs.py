@@ -7,7 +7,7 @@ import logging
 
 from drf_spectacular.generators import SchemaGenerator
 
-from controlplane.jsonlog import JsonFormatter
+from base.jsonlog import JsonFormatter
 
 
 def test_every_response_has_a_typed_schema(db):

@@ -12,8 +12,8 @@ import time
 import pytest
 import redis
 
+import wire
 from controlplane import redis_acl
-from nodes import wire
 
 CLUSTER = "alpha"
 

@@ -10,9 +10,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 
+import wire
 from controlplane.clusters import services, trading
 from controlplane.clusters.models import TradingAccount, TradingClient
-from nodes import wire
 from tests.controlplane.conftest import token_client
 
 URL = "/api/v1/clusters/alpha/commands/"
@@ -78,7 +78,7 @@ def test_a_granted_command_is_sent_signed_by_the_control_plane(enforced, operato
 
 
 def trading_verifies(fields: dict, secret: bytes) -> bool:
-    from nodes import signing
+    from wire import signing
 
     return signing.verify(secret, "alpha", fields[b"r"].decode(), fields[b"k"].decode(), fields[b"n"],
                           fields[b"c"], fields[b"s"])  # fmt: skip

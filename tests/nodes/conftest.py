@@ -15,12 +15,13 @@ from django.db import transaction
 from django.utils import timezone
 from psycopg import sql
 
-from archive import PostgresEventLog, keys
+from archive import PostgresEventLog
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, Node
-from nodes.client import ClusterClient
+from dev.local import LocalNodes
 from nodes.engine import AddInstrument, Engine, decode_events
-from nodes.local import LocalNodes
+from wire.client import ClusterClient
+from wire.keys import keys
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
@@ -267,8 +268,8 @@ class SteadyLoad:
         return self
 
     def run(self) -> None:
-        from nodes.client import CommitTimeout
         from nodes.engine import PlaceOrder
+        from wire.client import CommitTimeout
 
         client, counter = self.client, 0
         while not self.stop_event.is_set():

@@ -1,11 +1,13 @@
-"""The leader's admission of signed batches and of each command (nodes/admission.py), pure."""
+"""The leader's admission of signed batches and of each command (wire/admission.py), pure."""
 
 from __future__ import annotations
 
 import pytest
 
-from nodes import signing, wire
-from nodes.admission import (
+import wire
+from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, Side
+from wire import signing
+from wire.admission import (
     REFUSED_BAD_SIGNATURE,
     REFUSED_REPLAYED,
     REFUSED_UNKNOWN_KEY,
@@ -13,7 +15,6 @@ from nodes.admission import (
     Admission,
     Grant,
 )
-from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, Side
 
 SECRET = bytes(range(32))
 REPLY = wire.reply_key("alpha", "trader-1")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
+import wire
 from controlplane.drill.children import stop_all_children
 from controlplane.drill.servers import PrivateRedis
-from nodes import wire
-from nodes.client import ClusterClient
+from wire.client import ClusterClient
 
 
 @pytest.fixture

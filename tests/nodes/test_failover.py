@@ -85,7 +85,7 @@ def test_frozen_leader_is_fenced_steps_down_and_truncates_its_uncommitted_tail(m
     assert archive_digest(cluster.locations[old]) == archive_digest(cluster.locations[leader])
     assert_each_committed_command_once(load, cluster.locations[leader])
     # Nothing the frozen leader did after waking reached the new term's stream.
-    from nodes import wire
+    import wire
 
     for _id, fields in cluster.redis.xrange(wire.events_key(cluster.name, 2)):
         assert int(fields[b"term"]) == 2
@@ -132,8 +132,8 @@ def test_losing_every_stream_in_redis_under_load_loses_no_committed_command(
     assert_each_committed_command_once(load, cluster.locations[current])
     # What the flush took was rebuilt: the fence (from the control plane's table) and the
     # command stream's consumer group (by the leader).
+    import wire
     from archive import get_fence
-    from nodes import wire
 
     assert get_fence(cluster.redis, cluster.name) == 1
     groups = cluster.redis.xinfo_groups(wire.commands_key(cluster.name))

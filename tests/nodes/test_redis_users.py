@@ -8,11 +8,11 @@ import pytest
 import redis as redis_lib
 from django.conf import settings
 
+import wire
 from controlplane import redis_acl
 from controlplane.clusters import streams
-from nodes import wire
-from nodes.client import ClusterClient
 from nodes.engine import AddInstrument, PlaceOrder, Side
+from wire.client import ClusterClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

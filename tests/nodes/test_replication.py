@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from nodes import wire
+import wire
 from nodes.engine import CancelOrder, OrderAccepted, PlaceOrder, Side
 from tests.nodes.conftest import archive_digest, archive_entries, wait_until
+from wire import rpc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -142,7 +143,7 @@ def test_a_follower_down_past_the_old_window_reads_on_from_the_live_stream(make_
 
 
 def test_commits_wait_for_the_write_quorum_then_fail_clearly(make_cluster):
-    from nodes.client import NotEnoughReplicas
+    from wire.client import NotEnoughReplicas
 
     cluster = make_cluster(size=3, write_quorum=2)
     leader, follower_a, follower_b = list(cluster.secrets)
@@ -168,8 +169,6 @@ def test_commits_wait_for_the_write_quorum_then_fail_clearly(make_cluster):
 
 
 def test_restarted_node_replays_from_its_snapshot_and_resumes_its_role(make_cluster):
-    from controlplane.celery import app
-
     cluster = make_cluster(size=2, write_quorum=1)
     leader, follower = list(cluster.secrets)
     cluster.start(leader)
@@ -178,7 +177,7 @@ def test_restarted_node_replays_from_its_snapshot_and_resumes_its_role(make_clus
     client = cluster.client()
     cluster.add_instrument(client)
     submit_all(client, order_flow(client, 2_000, seed=4))
-    status = app.send_task("nodes.take_snapshot", queue=f"node.{follower}").get(timeout=30)
+    status = rpc.ask(cluster.redis, cluster.name, follower, "take_snapshot", timeout=30)
     assert status.startswith("snapshot taken at position")
     assert "in a forked process" in status
     started = re.search(r"snapshot at position \d+ started in process (\d+)", cluster.nodes.processes[follower].log_path.read_text())

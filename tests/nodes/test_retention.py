@@ -8,12 +8,13 @@ from types import SimpleNamespace
 import pytest
 from redis import Redis
 
-from archive import PostgresEventLog, RedisEventReader, keys, publish_replay
+from archive import PostgresEventLog, RedisEventReader, publish_replay
 from nodes.retention import Retention
 from nodes.snapshotter import Snapshotter
 from nodes.state import NodeState
 from tests.archive.conftest import REDIS_URL, location  # noqa: F401 - a fresh archive per test
 from tests.nodes.test_snapshotter import trade, wait_done
+from wire.keys import keys
 
 
 def node_with(floor: int | None, keep: int) -> SimpleNamespace:

@@ -23,10 +23,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+import wire
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, RoleChange
-from nodes import wire
-from nodes.client import CommitTimeout
 from nodes.engine import PlaceOrder
 from tests.nodes.conftest import (
     PG_SERVER,
@@ -39,6 +38,7 @@ from tests.nodes.conftest import (
     wait_leader,
     wait_until,
 )
+from wire.client import CommitTimeout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

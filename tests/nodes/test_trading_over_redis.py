@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+import wire
 from archive.deadletter import dead_letter_counts
 from controlplane.clusters import trading
 from controlplane.clusters.models import Cluster, TradingAccount, TradingClient
-from nodes import wire
-from nodes.client import ClusterClient, CommandRefused
 from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, Side, encode_command
 from tests.nodes.conftest import archive_entries, wait_until
+from wire.client import ClusterClient, CommandRefused
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from archive import get_fence, keys
+import wire
+from archive import get_fence
 from archive.schema import WRITER_LOCK_KEY
 from controlplane.clusters import services
 from controlplane.clusters.models import RoleChange
-from nodes import peer, wire
 from nodes.engine import OrderAccepted, PlaceOrder, decode_events, encode_command
 from tests.nodes.conftest import (
     PG_SERVER,
@@ -32,6 +32,8 @@ from tests.nodes.conftest import (
     resume,
     wait_until,
 )
+from wire import rpc
+from wire.keys import keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -148,8 +150,8 @@ def test_poison_entries_on_every_stream_are_set_aside_and_the_loop_goes_on(
     poison_live_id = redis.xadd(
         live, {"first": "not a number", "events": b"\xc1"}, id=f"{last_id.split('-')[0]}-1"
     )
-    redis.xadd(peer.requests_key(name, leader), {"op": "terms"})  # no answer list
-    redis.xadd(peer.requests_key(name, leader), {"junk": b"\xff\xfe"})
+    redis.xadd(rpc.requests_key(name, leader), {"op": "terms"})  # no answer list
+    redis.xadd(rpc.requests_key(name, leader), {"junk": b"\xff\xfe"})
 
     # Later commands commit, on the same leader, in the same term: no rebuild, no failover.
     results = [before, behind]
@@ -378,7 +380,7 @@ def test_a_follower_whose_replay_stream_vanishes_asks_again_and_catches_up(
     first, _ = cluster.redis.xrange(wire.events_key(cluster.name, term), count=1)[0]
     assert int(first.split(b"-")[0]) > 1000  # the live stream no longer holds the start
 
-    requests = peer.requests_key(cluster.name, leader)
+    requests = rpc.requests_key(cluster.name, leader)
     replay_key = keys(cluster.name).replay(late)
 
     def replay_requested():
@@ -666,7 +668,7 @@ def test_ack_and_request_readers_survive_streams_that_start_over_below_their_cur
     redis, name = cluster.redis, cluster.name
     far = "9999999999999-0"  # written on a clock far ahead
     redis.xadd(wire.acks_key(name), {"clock": "far ahead"}, id=far)
-    redis.xadd(peer.requests_key(name, leader), {"clock": "far ahead"}, id=far)
+    redis.xadd(rpc.requests_key(name, leader), {"clock": "far ahead"}, id=far)
     # Both readers passed it (set aside as poison): their cursors stand far ahead now.
     wait_until(
         lambda: {k.decode(): int(v) for k, v in redis.hgetall(keys(name).deadletter_counts).items()}
@@ -704,8 +706,8 @@ def _ask(redis, cluster: str, node: str):
     import redis as redis_lib
 
     try:
-        return peer.ask(redis, cluster, node, "terms", timeout=2)
-    except (peer.PeerUnavailable, redis_lib.RedisError):
+        return rpc.ask(redis, cluster, node, "terms", timeout=2)
+    except (rpc.PeerUnavailable, redis_lib.RedisError):
         return None
 
 

@@ -45,7 +45,7 @@ from controlplane.clusters.models import (
     TradingAccount,
     TradingClient,
 )
-from nodes import peer
+from wire import rpc
 
 # URL parts are matched tightly, so that a name PostgreSQL cannot hold (NUL, 200 characters)
 # or a number past 64 bits is a 404, never a query that fails (DESIGN: no 500 from input).
@@ -54,12 +54,12 @@ INT64_PATTERN = r"[0-9]{1,18}"
 
 
 def ask_leader(cluster: Cluster, op: str, **args):
-    """A read-only request to the cluster's leader over Redis (nodes/peer.py)."""
+    """A read-only request to the cluster's leader over Redis (wire/rpc.py)."""
     if cluster.leader is None:
         raise ServiceUnavailable(f"cluster {cluster.name} has no leader")
     try:
-        return peer.ask(streams.connection(), cluster.name, cluster.leader.name, op, timeout=3, **args)
-    except peer.PeerUnavailable as error:
+        return rpc.ask(streams.connection(), cluster.name, cluster.leader.name, op, timeout=3, **args)
+    except rpc.PeerUnavailable as error:
         raise ServiceUnavailable(f"the leader did not answer: {error}") from None
 
 
@@ -88,7 +88,7 @@ class EventsQuerySerializer(StrictFieldsMixin, serializers.Serializer):
 
 class SnapshotAcceptedSerializer(serializers.Serializer):
     node = serializers.CharField()
-    task_id = serializers.CharField(help_text="The Celery task id of the node's snapshot.")
+    task_id = serializers.CharField(help_text="The id of the snapshot request on the node's request stream.")
 
 
 class ClusterReadsMixin:
@@ -326,8 +326,8 @@ class NodeViewSet(
     @extend_schema(request=None, responses={202: SnapshotAcceptedSerializer, 409: ServiceErrorSerializer})
     @action(detail=True, methods=["post"])
     def snapshot(self, request, name=None):
-        """Ask the node to snapshot its state between two batches (a control task on its
-        queue). 202 with the task id; `manage.py cluster snapshot NODE` waits for it."""
+        """Ask the node to snapshot its state between two batches (a request on its stream).
+        202 with the request id; `manage.py cluster snapshot NODE` waits for it."""
         task = maintenance.request_snapshot(self.get_object().name, actor=services.Actor.of_user(request.user))
         return Response({"node": name, "task_id": task.id}, status=status.HTTP_202_ACCEPTED)
 

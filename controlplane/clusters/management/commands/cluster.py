@@ -19,6 +19,7 @@ from django.db import connection
 
 from controlplane.clusters import dashboard, maintenance, services, switchover
 from controlplane.clusters.models import Cluster, Node, OperatorAction, RoleChange
+from wire import rpc
 
 ACTOR = services.Actor("manage.py cluster")
 
@@ -243,25 +244,26 @@ class Command(BaseCommand):
         if not Node.objects.filter(name=node).exists():
             raise CommandError(f"no node named {node!r}")
         try:
-            task = maintenance.request_snapshot(node, actor=ACTOR)
+            request = maintenance.request_snapshot(node, actor=ACTOR)
         except services.ServiceError as error:
             raise CommandError(str(error)) from None
         if no_wait:
-            self.emit({"node": node, "task_id": task.id, "status": "asked"}, f"asked {node} to snapshot (task {task.id})")
+            self.emit({"node": node, "task_id": request.id, "status": "asked"}, f"asked {node} to snapshot (request {request.id})")
             return
         self.progress(f"asked {node} to snapshot; waiting up to {timeout:.0f} s")
         started = time.monotonic()
-        while not task.ready():
+        while not request.ready():
             waited = time.monotonic() - started
             if waited > timeout:
                 raise CommandError(f"{node} did not answer within {timeout:.0f} s (is it running?)")
             if int(waited) % 5 == 0 and waited >= 1:
                 self.progress(f"  waiting for {node}: {waited:.0f} s")
             time.sleep(1.0)
-        result = task.get(propagate=False)
-        if task.failed():
-            raise CommandError(f"snapshot of {node} failed: {result}")
-        self.emit({"node": node, "task_id": task.id, "status": str(result)}, f"{node}: {result}")
+        try:
+            result = request.get(timeout=5)
+        except rpc.PeerUnavailable as error:
+            raise CommandError(f"snapshot of {node} failed: {error}") from None
+        self.emit({"node": node, "task_id": request.id, "status": str(result)}, f"{node}: {result}")
 
     def do_submit(self, cluster: str, type: str | None, fields: list[str], command_json, timeout, **_) -> None:
         if self.as_json:

@@ -9,9 +9,9 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from base.env import env_str
 from controlplane import redis_acl
 from controlplane.clusters.models import TradingClient
-from controlplane.env import env_str
 
 
 class Command(BaseCommand):

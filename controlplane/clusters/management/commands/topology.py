@@ -21,7 +21,7 @@ from controlplane.drill.history import History
 from controlplane.drill.servers import ServerError
 from controlplane.topology.hosts import CLIENTS, CONTROLPLANE, Hosts, SentinelRedis
 from controlplane.topology.netns import missing_tools
-from nodes.local import ROOT
+from dev.local import ROOT
 
 RUN_DIR = ROOT / "run" / "topology"  # the clients' environment and the wrapper that enters their host
 

@@ -58,7 +58,6 @@ class LocalNodes:
         environment = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
-            "DJANGO_SETTINGS_MODULE": "controlplane.settings",
             "CONTROL_PLANE_URL": self.control_plane_url,
             "REDIS_URL": self.redis_url,
             "NODE_SECRET": secret,

@@ -6,9 +6,10 @@ import threading
 import time
 import uuid
 
-from archive.connection import RedisTarget
-from nodes import peer, wire
+import wire
 from tests.archive.conftest import REDIS_URL
+from wire import rpc
+from wire.connection import RedisTarget
 
 
 def test_an_answer_slower_than_the_clients_socket_timeout_still_arrives() -> None:
@@ -17,7 +18,7 @@ def test_an_answer_slower_than_the_clients_socket_timeout_still_arrives() -> Non
     redis = RedisTarget.from_env(REDIS_URL).client(health_check_interval=10)  # as nodes/runtime.py
     peer_side = RedisTarget.from_env(REDIS_URL).client()
     cluster = f"t{uuid.uuid4().hex[:10]}"
-    requests = peer.requests_key(cluster, "slow")
+    requests = rpc.requests_key(cluster, "slow")
 
     def answer_late() -> None:
         rows = peer_side.xread({requests: "0"}, block=10_000, count=1)
@@ -28,7 +29,7 @@ def test_an_answer_slower_than_the_clients_socket_timeout_still_arrives() -> Non
     thread = threading.Thread(target=answer_late, daemon=True)
     thread.start()
     try:
-        assert peer.ask(redis, cluster, "slow", "terms", timeout=30) == 42
+        assert rpc.ask(redis, cluster, "slow", "terms", timeout=30) == 42
     finally:
         thread.join(15)
         peer_side.delete(requests)

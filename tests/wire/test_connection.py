@@ -1,4 +1,4 @@
-"""Redis through a plain URL or through Sentinel (archive/connection.py), against real servers."""
+"""Redis through a plain URL or through Sentinel (wire/connection.py), against real servers."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 import redis as redis_lib
 from kombu import Connection
 
-from archive.connection import RedisConfigError, RedisTarget, parse_sentinels
-from archive.redisconn import DirectConnection
 from controlplane.drill.children import stop_all_children
 from controlplane.drill.servers import PrivateRedis, PrivateSentinel, wait_for
+from wire.connection import RedisConfigError, RedisTarget, parse_sentinels
+from wire.redisconn import DirectConnection
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_a_client_follows_the_primary_sentinel_promotes(replicated) -> None:
 
 
 def test_a_direct_connection_follows_the_primary_sentinel_promotes(replicated) -> None:
-    """The hot loops' connections (archive.redisconn) find the primary through the Sentinels
+    """The hot loops' connections (wire.redisconn) find the primary through the Sentinels
     too, and find the new one after a failover."""
     primary, replica, sentinel = replicated
     target = RedisTarget("redis://unused:1/0", ((sentinel.host, sentinel.port),), "t")

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 
 import redis as redis_lib
 
-from archive.connection import RedisTarget
-from archive.redisconn import DirectConnection
-from nodes import signing, wire
+import wire
 from nodes.engine import decode_event, encode_command
+from wire import signing
+from wire.connection import RedisTarget
+from wire.redisconn import DirectConnection
 
 RECEIVE_COUNT = 1000  # replies taken in one round trip
 RECEIVE_BLOCK_S = 10  # how long an outstanding pop waits on the server before it is sent again
@@ -89,7 +90,7 @@ class ClusterClient:
         self.commands_key = wire.commands_key(cluster)
         # One reply list per client object, so concurrent clients never steal replies.
         self.reply_key = wire.reply_key(cluster, f"{self.client_id}-{uuid.uuid4().hex[:8]}")
-        # Connections of our own, without redis-py's per-call cost (archive.redisconn):
+        # Connections of our own, without redis-py's per-call cost (wire.redisconn):
         # one thread may send while another receives.
         self._send_line = DirectConnection(self.redis)
         self._receive_line = DirectConnection(self.redis)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodes import signing
+from wire import signing
 
 REFUSED_UNSIGNED = "unsigned"
 REFUSED_UNKNOWN_KEY = "unknown_key"

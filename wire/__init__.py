@@ -1,8 +1,8 @@
 """How commands and results travel between clients and the leader over Redis.
 
-Command stream `tec:{CLUSTER}:commands` (braces included: the hash tag, archive.keys): one entry per client batch, fields
+Command stream `tec:{CLUSTER}:commands` (braces included: the hash tag, wire.keys): one entry per client batch, fields
   r = the client's reply list key, c = msgpack list of engine-encoded commands, and when
-  signed (nodes/signing.py) k = key id, n = nonce, s = HMAC-SHA256.
+  signed (wire/signing.py) k = key id, n = nonce, s = HMAC-SHA256.
 Reply list: one message per command-stream entry, msgpack
   [entry_id, [[status, first_position, [event payloads], error], ...]] in command order,
 with status one of the RESULT_* codes below.
@@ -17,7 +17,7 @@ import time
 
 import msgspec
 
-from archive.keys import keys
+from wire.keys import keys
 
 RESULT_COMMITTED = 0  # the command's own events, committed
 RESULT_DUPLICATE = 1  # processed before: the payloads are the original result
