@@ -1,0 +1,56 @@
+"""An operator's snapshot request goes to the node on its request stream (wire/rpc.py), the
+one channel to a node, and its answer comes back on the answer list the request names."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+import wire
+from controlplane.clusters import streams
+from wire import rpc
+
+
+def request_named(node: str, request_id: str) -> dict:
+    entries = streams.connection().xrange(rpc.requests_key("alpha", node))
+    matching = [fields for _, fields in entries if fields[b"answer"].decode().endswith(request_id)]
+    assert len(matching) == 1, entries
+    return matching[0]
+
+
+def test_the_api_puts_a_snapshot_request_on_the_node_stream(cluster, operator_api):
+    response = operator_api.post("/api/v1/nodes/alpha-2/snapshot/")
+    assert response.status_code == 202, response.content
+    fields = request_named("alpha-2", response.json()["task_id"])
+    assert fields[b"op"] == b"take_snapshot"
+    assert wire.decode(fields[b"args"]) == {}
+
+    # The node answers on the list the request names (nodes/peer.py); the asker reads it.
+    redis = streams.connection()
+    answer_key = fields[b"answer"].decode()
+    redis.rpush(answer_key, wire.encode([True, "snapshot taken at position 7"]))
+    pending = rpc.Pending(redis, "alpha-2", "take_snapshot", answer_key)
+    assert pending.ready()
+    assert pending.get(timeout=1) == "snapshot taken at position 7"
+
+
+def test_a_refused_request_is_an_error_with_the_node_reason(cluster):
+    redis = streams.connection()
+    pending = rpc.send(redis, "alpha", "alpha-3", "take_snapshot")
+    redis.rpush(pending.answer_key, wire.encode([False, "RuntimeError: no snapshotter"]))
+    with pytest.raises(rpc.PeerUnavailable, match="alpha-3 could not take_snapshot: RuntimeError: no snapshotter"):
+        pending.get(timeout=1)
+
+
+def test_the_command_says_when_no_node_answers(cluster):
+    with pytest.raises(CommandError, match="alpha-3 did not answer within 1 s"):
+        call_command("cluster", "snapshot", "alpha-3", "--timeout", "1", stdout=StringIO(), stderr=StringIO())
+    out = StringIO()
+    call_command("cluster", "snapshot", "alpha-3", "--no-wait", "--json", stdout=out, stderr=StringIO())
+    asked = json.loads(out.getvalue())
+    assert asked["status"] == "asked"
+    request_named("alpha-3", asked["task_id"])
