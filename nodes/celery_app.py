@@ -20,7 +20,9 @@ REDIS = RedisTarget.from_env(REDIS_URL)
 BROKER_URL = env_str("CELERY_BROKER_URL", REDIS.celery_url())
 RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS.celery_url())
 
-app = Celery("nodes")
+# No fix-ups: Celery's Django fix-up would set Django up in every node whose environment
+# names DJANGO_SETTINGS_MODULE (a shell shared with the control plane, a test run).
+app = Celery("nodes", fixups=[])
 app.conf.update(
     broker_url=BROKER_URL,
     result_backend=RESULT_BACKEND,

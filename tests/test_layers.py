@@ -7,6 +7,9 @@ from what happens to be loaded, so a lazy import cannot hide an upward dependenc
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,3 +211,15 @@ def test_the_contract_catches_the_other_rules(tmp_path):
         "only development entry points may import the launchers",
         "the control plane must not import the node runtime",
     ], found
+
+
+def test_a_node_process_loads_no_django_even_when_its_environment_names_the_settings():
+    code = (
+        "import sys, nodes.worker, nodes.runtime\n"
+        "nodes.worker.app.loader.init_worker()\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('django.conf', 'controlplane'))))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "controlplane.settings", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
