@@ -10,7 +10,16 @@ from redis import Redis
 
 from archive.entries import LogEntry
 from archive.errors import FencedError, StaleEntryError
-from archive.streamformat import EVENTS, FIRST, TERM, encode_events, entry_id
+from archive.streamformat import (
+    EVENTS,
+    FIRST,
+    KEY_ID,
+    MAC,
+    TERM,
+    encode_events,
+    entry_id,
+    entry_mac,
+)
 from wire.keys import keys
 from wire.redisconn import DirectConnection
 
@@ -94,7 +103,8 @@ class RedisEventPublisher:
         self._script = redis.register_script(_PUBLISH)
         self._line = line or DirectConnection(redis)  # a loop may share its own
 
-    def publish(self, term: int, entries: Sequence[LogEntry]) -> None:
+    def publish(self, term: int, entries: Sequence[LogEntry], key: tuple[str, bytes] | None = None) -> None:
+        """key: (key id, secret) to sign the entry with (streamformat.entry_mac), or None."""
         if not entries:
             return
         first = entries[0].position
@@ -102,11 +112,13 @@ class RedisEventPublisher:
         if last - first + 1 != len(entries):
             raise ValueError(f"batch {first}..{last} of {len(entries)} entries is not contiguous")
         minid = self.trim_below(first, last)
-        status, detail = self._line.script_call(
-            self._script,
-            [self._fence_key, self.stream_key],
-            [term, entry_id(last), max(minid, 0), TERM, term, FIRST, first, EVENTS, encode_events(entries)],
-        )
+        events = encode_events(entries)
+        args = [term, entry_id(last), max(minid, 0), TERM, term, FIRST, first, EVENTS, events]
+        if key is not None:
+            key_id, secret = key
+            signature = entry_mac(secret, self.stream_key, entry_id(last), str(term).encode(), str(first).encode(), events)
+            args += [KEY_ID, key_id, MAC, signature]
+        status, detail = self._line.script_call(self._script, [self._fence_key, self.stream_key], args)
         if status == b"ok":
             return
         if status == b"fenced":

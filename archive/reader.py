@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from redis import Redis
 
 from archive.entries import LogEntry
 from archive.errors import TrimmedError
-from archive.streamformat import EVENTS, FIRST, decode_events, entry_id, position_of
+from archive.streamformat import EVENTS, FIRST, decode_events, entry_id, entry_refusal, position_of
 from wire.redisconn import DirectConnection, stream_entries
 
 
@@ -15,17 +17,29 @@ class RedisEventReader:
     stream (keys(cluster).events) or a replay stream (keys(cluster).replay(node)).
 
     block_ms <= 0 polls without blocking. The Redis client must not decode responses.
+    `keys`, when given, returns the replication keys (key id -> secret) entries must be
+    signed with, or None when they need not be: an entry whose signature does not hold is
+    rejected like a malformed one, never returned.
     """
 
-    def __init__(self, redis: Redis, stream_key: str, line: DirectConnection | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        stream_key: str,
+        line: DirectConnection | None = None,
+        keys: Callable[[], Mapping[str, bytes] | None] | None = None,
+    ) -> None:
         if redis.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisEventReader needs a Redis client with decode_responses=False")
         self._redis = redis
         self._line = line or DirectConnection(redis)  # the reads; a loop may share its own
         self.stream_key = stream_key
-        # Entries that could not be decoded, skipped: (entry id, reason, raw fields). The
-        # caller sets them aside (archive.deadletter) and empties the list.
-        self.rejected: list[tuple[bytes, str, object]] = []
+        # Entries that could not be decoded or whose signature does not hold, skipped:
+        # (entry id, code, reason, raw fields); code is "malformed" or one of
+        # streamformat.entry_refusal's. The caller sets them aside (archive.deadletter)
+        # and empties the list.
+        self.rejected: list[tuple[bytes, str, str, object]] = []
+        self._keys = keys
         self._past_poison: bytes | None = None  # the last poison entry read: read after it
 
     def read(self, after_position: int, block_ms: int, count: int) -> list[LogEntry]:
@@ -47,13 +61,22 @@ class RedisEventReader:
         """The events after `after_position` in the raw reply of read_command()."""
         expected = after_position + 1
         events: list[LogEntry] = []
+        keys = self._keys() if self._keys is not None else None
         for stream_id, fields in stream_entries(reply):
             try:
+                if keys is not None:  # one MAC an entry (a leader's batch), never one an event
+                    refusal = entry_refusal(keys, self.stream_key, stream_id, fields)
+                    if refusal is not None:
+                        code, reason = refusal
+                        self.rejected.append((stream_id, code, reason, fields))
+                        self._past_poison = stream_id
+                        continue
                 first, batch = _checked_batch(stream_id, fields)
             except (KeyError, ValueError, TypeError) as error:
                 # Poison (DESIGN §4): not a batch a leader published. Skip it; a real gap
-                # it may hide shows as a hole in positions, which the reads below catch.
-                self.rejected.append((stream_id, f"{type(error).__name__}: {error}", fields))
+                # it may hide shows as a hole in positions, which the reads below catch
+                # (the follower catches up from the leader's archive).
+                self.rejected.append((stream_id, "malformed", f"{type(error).__name__}: {error}", fields))
                 self._past_poison = stream_id
                 continue
             if first > expected:

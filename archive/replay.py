@@ -9,7 +9,16 @@ from redis import Redis
 from archive.errors import RangeUnavailableError
 from archive.ports import EventLog
 from archive.publisher import RedisEventPublisher
-from archive.streamformat import EVENTS, FIRST, TERM, encode_events, entry_id
+from archive.streamformat import (
+    EVENTS,
+    FIRST,
+    KEY_ID,
+    MAC,
+    TERM,
+    encode_events,
+    entry_id,
+    entry_mac,
+)
 from wire.keys import keys
 
 REPLAY_TTL_S = 3600
@@ -27,6 +36,7 @@ def publish_replay(
     entry_events: int = 1000,
     ttl_s: int = REPLAY_TTL_S,
     started: Callable[[], None] | None = None,
+    key: tuple[str, bytes] | None = None,
 ) -> int:
     """Publish positions start..end (to the archive's tail if end is None) from `log` on
     `tec:{cluster}:replay:{node}`, in the live stream's entry format, so a RedisEventReader
@@ -40,11 +50,12 @@ def publish_replay(
     `started()` is called once the first events are on the stream (or, with none to
     publish, at the end): from then on the range is known to be there, and a reader may
     read while the rest is published.
+    key: (key id, secret) to sign each entry with (streamformat.entry_mac), or None.
     """
-    key = keys(cluster).replay(node)
-    redis.delete(key)
+    stream = keys(cluster).replay(node)
+    redis.delete(stream)
     fenced = (
-        RedisEventPublisher(redis, cluster, maxlen=0, stream_key=key)
+        RedisEventPublisher(redis, cluster, maxlen=0, stream_key=stream)
         if term_check is not None
         else None
     )
@@ -59,23 +70,22 @@ def publish_replay(
         chunks = [batch[i : i + entry_events] for i in range(0, len(batch), entry_events)]
         if fenced is not None and term_check is not None:
             for chunk in chunks:
-                fenced.publish(term_check, chunk)
+                fenced.publish(term_check, chunk, key)
         else:
             with redis.pipeline(transaction=False) as pipe:
                 for chunk in chunks:
-                    pipe.xadd(
-                        key,
-                        {
-                            TERM: chunk[-1].term,
-                            FIRST: chunk[0].position,
-                            EVENTS: encode_events(chunk),
-                        },
-                        id=entry_id(chunk[-1].position),
-                    )
-                pipe.expire(key, ttl_s)
+                    fields = {TERM: chunk[-1].term, FIRST: chunk[0].position, EVENTS: encode_events(chunk)}
+                    if key is not None:
+                        fields[KEY_ID] = key[0]
+                        fields[MAC] = entry_mac(
+                            key[1], stream, entry_id(chunk[-1].position),
+                            str(chunk[-1].term).encode(), str(chunk[0].position).encode(), fields[EVENTS],
+                        )  # fmt: skip
+                    pipe.xadd(stream, fields, id=entry_id(chunk[-1].position))
+                pipe.expire(stream, ttl_s)
                 pipe.execute()
         if count == 0:
-            redis.expire(key, ttl_s)
+            redis.expire(stream, ttl_s)
             if started is not None:
                 started()
         count += len(batch)

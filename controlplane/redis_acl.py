@@ -18,6 +18,7 @@ out everything else. In production, run `manage.py redis_acl --apply --lock-defa
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis as redis_lib
@@ -47,6 +48,14 @@ def client_rules(client: str) -> list[str]:
         f"({' '.join(['~' + own_replies, f'~tec:*:reply:{client}.*', '+blpop', '+blmpop', '+lpop', '+del'])})",
         "(~tec:*:commit +hgetall)",
     ]  # fmt: skip
+
+
+def users(clients: Iterable[str] = ()) -> dict[str, list[str]]:
+    """Every user and its rules: the control plane's, the nodes', and one per trading client."""
+    made = {"tec-controlplane": controlplane_rules(), "tec-node": node_rules()}
+    for client in clients:
+        made[f"tec-client-{client}"] = client_rules(client)
+    return made
 
 
 def set_user(connection: redis_lib.Redis, name: str, password: str, rules: list[str]) -> None:

@@ -7,8 +7,11 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
+
+from wire.signing import ReplicationKeys
 
 
 class ControlPlaneError(Exception):
@@ -43,6 +46,13 @@ class ClusterView:
     retention_floor: int | None = None  # the lowest position a live member holds; None: delete nothing
     # The leader's only: trading permissions and client keys (wire.admission), or None.
     trading: dict[str, Any] | None = field(default=None, compare=False)
+    # Every node's: the cluster's replication keys (acks and published entries are signed).
+    replication: dict[str, Any] | None = field(default=None, compare=False)
+
+    @cached_property
+    def replication_keys(self) -> ReplicationKeys | None:
+        """Built once per heartbeat answer, read by the loops every cycle."""
+        return ReplicationKeys.from_view(self.replication)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClusterView:

@@ -19,7 +19,7 @@ from archive.fenced import verdict
 from nodes.engine import decode_events
 from nodes.install import SnapshotNeeded
 from nodes.protocol.fencing import FenceVerdict
-from wire import rpc
+from wire import rpc, signing
 from wire.keys import keys
 from wire.redisconn import DirectConnection
 
@@ -45,13 +45,22 @@ class Follower:
         # One connection of our own for the loop: each cycle is one round trip, the ack
         # of what we archived and the next read sent together (wire.redisconn).
         self.line = DirectConnection(self.redis, node.stats)
-        self.live = RedisEventReader(self.redis, wire.events_key(self.cluster, term), line=self.line)
+        self.live = RedisEventReader(
+            self.redis, wire.events_key(self.cluster, term), line=self.line, keys=self._replication_keys
+        )
         self.replay_key = cluster_keys.replay(node.config.name)
         self.acks_key = wire.acks_key(self.cluster)
         self.fenced = FencedWrites(self.redis, self.cluster)
         self.dead_letters = DeadLetters(self.redis, self.cluster, node.config.name)
         self.fence_refused: str = ""  # why our last ack was refused, for the status
         self._read_after: int | None = None  # a read is in flight, from this position
+        self._ack_nonces = node.ack_nonces  # one per process: they must increase across terms
+
+    def _replication_keys(self) -> dict[str, bytes] | None:
+        """The keys entries must be signed with: every published entry is, once the control
+        plane hands out keys."""
+        keys = self.node.view.replication_keys
+        return keys.keys if keys is not None else None
 
     def stop(self) -> None:
         """Drop our connection (and the read in flight on it, if any)."""
@@ -91,8 +100,10 @@ class Follower:
 
     def _set_aside(self, reader: RedisEventReader, stream: str) -> None:
         while reader.rejected:
-            entry_id, reason, fields = reader.rejected.pop()
-            self.dead_letters.set_aside(stream, entry_id, reason, fields)
+            entry_id, code, reason, fields = reader.rejected.pop()
+            name = stream if code == "malformed" else f"{stream}.{code}"
+            self.node.stats.count_rejected(name)
+            self.dead_letters.set_aside(name, entry_id, reason, fields)
 
     def store(self, entries: list, live: bool = True) -> None:
         # In the live stream of term T every entry is of term T (the fence saw to it);
@@ -134,7 +145,14 @@ class Follower:
 
     def _ack_command(self) -> tuple:
         state = self.node.state
-        fields = {"n": self.node.config.name, "p": state.archived, "t": self.term, "a": state.archive_id}
+        name, position, archive_id = self.node.config.name, state.archived, state.archive_id
+        fields: dict = {"n": name, "p": position, "t": self.term, "a": archive_id}
+        keys = self.node.view.replication_keys
+        if keys is not None:  # one MAC an ack (wire.signing): the leader counts no other
+            nonce = self._ack_nonces.next()
+            fields["q"] = nonce
+            fields["k"] = keys.signing
+            fields["s"] = signing.ack_mac(keys.signing_secret, self.cluster, name, position, self.term, archive_id, nonce, keys.signing)
         return self.fenced.acknowledge_command(self.line, self.term, self.acks_key, fields)
 
     def _ack_verdict(self, reply) -> None:
@@ -160,7 +178,7 @@ class Follower:
             )  # fmt: skip
         except rpc.BelowRetention as below:
             raise SnapshotNeeded(f"position {start} is no longer in {self.leader}'s archive ({below})") from below
-        reader = RedisEventReader(self.redis, self.replay_key)
+        reader = RedisEventReader(self.redis, self.replay_key, keys=self._replication_keys)
         progress_at = time.monotonic()
         state = self.node.state
         while state.position < end and not self.node.stopping.is_set():

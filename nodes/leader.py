@@ -28,6 +28,7 @@ from archive.fenced import verdict
 from nodes.engine import CommandDuplicate, decode_command
 from nodes.protocol.commit import CommitTracker
 from nodes.protocol.fencing import FenceVerdict
+from wire import signing
 from wire.admission import Admission
 from wire.redisconn import DirectConnection, stream_entries
 
@@ -136,6 +137,7 @@ class Leader:
         self.fenced = FencedWrites(self.redis, self.cluster)
         self.dead_letters = DeadLetters(self.redis, self.cluster, node.config.name)
         self._seen: dict[str, float] = {}  # follower -> when its last ack arrived (monotonic)
+        self._ack_nonces: dict[str, int] = {}  # follower -> nonce of its last ack taken (signing)
         self._fence_warned = 0.0
         # The control plane settles the election window with the lowest W this leader may
         # commit with (settled_quorum): every W it has read in its term, kept from the
@@ -280,6 +282,7 @@ class Leader:
             if admission is not None:  # one MAC per entry (wire/admission.py)
                 verdict = admission.admit(fields, reply_to)
                 if verdict.grant is None:
+                    self.stats.count_rejected(f"commands.{verdict.code}")
                     self.dead_letters.set_aside(f"commands.{verdict.code}", entry_id, verdict.reason, fields[b"c"])
                     per_entry.append((entry_id, reply_to, [(wire.RESULT_REFUSED, 0, 0, verdict.reason)]))
                     continue
@@ -418,8 +421,9 @@ class Leader:
         everything behind it, until the control plane restores the fence; a fence at
         another term means a newer leader exists: step down."""
         while True:
+            keys = self.node.view.replication_keys
             try:
-                self.publisher.publish(self.term, entries)
+                self.publisher.publish(self.term, entries, keys.signing_key if keys is not None else None)
                 self.note = ""
                 return
             except FencedError as error:
@@ -498,15 +502,28 @@ class Leader:
                 time.sleep(0.1)
 
     def _record_acks(self, rows: list, now: float, set_aside: bool = True) -> None:
+        keys = self.node.view.replication_keys
         acks = []
         for entry_id, fields in rows:
             try:
-                acks.append(
-                    (fields[b"n"].decode(), int(fields[b"p"]), int(fields[b"t"]), fields.get(b"a", b"").decode())
-                )
+                ack = (fields[b"n"].decode(), int(fields[b"p"]), int(fields[b"t"]), fields.get(b"a", b"").decode())
             except (KeyError, ValueError, UnicodeDecodeError, AttributeError) as error:
                 if set_aside:
+                    self.stats.count_rejected("acks")
                     self.dead_letters.set_aside("acks", entry_id, f"not an ack: {type(error).__name__}: {error}", fields)
+                continue
+            if keys is not None:
+                refusal = signing.ack_refusal(keys, self.cluster, fields, *ack, self._ack_nonces)
+                if refusal is None and set_aside and ack[2] < self.term:
+                    # The fenced ack script let no ack of an older term in once the fence
+                    # moved, before we were elected: this one was copied in since.
+                    refusal = (signing.ACK_REPLAYED, f"replayed ack of {ack[0]} of term {ack[2]} (we lead term {self.term})")
+                if refusal is not None:
+                    if set_aside:  # the first 200 read at start were counted when first read
+                        self.stats.count_rejected(f"acks.{refusal[0]}")
+                        self.dead_letters.set_aside(f"acks.{refusal[0]}", entry_id, refusal[1], fields)
+                    continue
+            acks.append(ack)
         with self.lock:
             self.tracker.set_members(self.node.view.members)
             for node, position, term, archive_id in acks:

@@ -58,13 +58,19 @@ class LoopStats:
     time): cycles and what they carried, archive appends, hot-path Redis round trips. The
     benchmark divides them by each other: commands per cycle, round trips per cycle."""
 
-    __slots__ = ("appends", "cycles", "items", "redis_round_trips")
+    __slots__ = ("appends", "cycles", "items", "redis_round_trips", "rejected")
 
     def __init__(self) -> None:
         self.cycles = 0  # loop cycles that processed something (commands or events)
         self.items = 0  # leader: commands processed; follower: events archived
         self.appends = 0  # archive appends (one PostgreSQL transaction each)
         self.redis_round_trips = 0  # on the loops' own connections (wire.redisconn)
+        # Entries refused and set aside, by stream and reason: "acks.bad_signature",
+        # "events.unsigned", "replay.replayed", "events" (malformed)...
+        self.rejected: dict[str, int] = {}
+
+    def count_rejected(self, name: str) -> None:
+        self.rejected[name] = self.rejected.get(name, 0) + 1
 
 
 class NodeCollector(Collector):
@@ -123,6 +129,16 @@ class NodeCollector(Collector):
             family = CounterMetricFamily(f"tec_node_{name}", doc, labels=names)
             family.add_metric(labels, value)
             yield family
+        rejected = CounterMetricFamily(
+            "tec_node_rejected_entries",
+            "Entries this node refused and set aside, by stream (acks, events, replay, commands) "
+            "and reason (unsigned, unknown_key, bad_signature, replayed, malformed): they changed nothing.",
+            labels=[*names, "stream", "reason"],
+        )
+        for name, count in list(stats.rejected.items()):
+            stream, _, reason = name.partition(".")
+            rejected.add_metric([*labels, stream, reason or "malformed"], count)
+        yield rejected
         threads = CounterMetricFamily(
             "tec_node_thread_cpu_seconds", "CPU time of each thread of the node (from /proc).",
             labels=[*names, "thread"],

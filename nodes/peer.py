@@ -122,7 +122,11 @@ class PeerService:
             start = int(args["start"])
             if start <= end:
                 started = (lambda: early(end)) if early is not None else None
-                publish_replay(archive, self.node.redis, self.node.view.cluster, args["node"], start, end, started=started)
+                keys = self.node.view.replication_keys
+                publish_replay(
+                    archive, self.node.redis, self.node.view.cluster, args["node"], start, end,
+                    started=started, key=keys.signing_key if keys else None,
+                )  # fmt: skip
             return end
         if op == "snapshot":
             if self._snapshots is None:

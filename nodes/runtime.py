@@ -29,6 +29,7 @@ from nodes.retention import Retention
 from nodes.snapshotter import Snapshotter
 from nodes.state import ArchiveNeedsSnapshot, NodeState
 from wire import rpc
+from wire.signing import AckNonces
 
 log = logging.getLogger("nodes.runtime")
 
@@ -62,6 +63,7 @@ class Node:
         self.checkpoint: tuple[int, int] = (0, 0)  # (position, running hash at it)
         self.gc_watch = GcWatch().install()
         self.stats = metrics.LoopStats()
+        self.ack_nonces = AckNonces()  # this process's ack nonces (wire.signing)
         self._frozen_at = time.monotonic()
         # on_commit(latencies, events): a leader's delivery of committed batches, for the
         # metrics (set by metrics.start when they are served).

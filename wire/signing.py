@@ -61,3 +61,83 @@ class BatchSigner:
 
 def verify(secret: bytes, cluster: str, reply_to: str, key_id: str, nonce: bytes, commands: bytes, given: bytes) -> bool:
     return hmac.compare_digest(mac(secret, cluster, reply_to, key_id, nonce, commands), given)
+
+
+# -- replication: acks and published entries --------------------------------------------
+
+ACK_VERSION = b"tec-ack-v1"
+
+
+class ReplicationKeys:
+    """A cluster's replication keys as the heartbeat answer gives them to every node:
+    `signing` names the key to sign with, `keys` every key that verifies (the signing one,
+    the one before it while a rotation settles, never a retired one).
+
+    The control plane makes a new key sign only once every node has had it in its answers
+    for a failover timeout, so rotation needs no restart and refuses nothing genuine."""
+
+    __slots__ = ("keys", "signing", "signing_secret")
+
+    def __init__(self, signing: str, keys: dict[str, bytes]) -> None:
+        self.signing = signing
+        self.keys = keys
+        self.signing_secret = keys[signing]
+
+    @classmethod
+    def from_view(cls, data: dict | None) -> ReplicationKeys | None:
+        """None when the control plane sends no keys (then nothing is signed or checked)."""
+        if not data or not data.get("keys") or data.get("signing") not in data["keys"]:
+            return None
+        return cls(data["signing"], {key_id: bytes.fromhex(secret) for key_id, secret in data["keys"].items()})
+
+    @property
+    def signing_key(self) -> tuple[str, bytes]:
+        return self.signing, self.signing_secret
+
+
+def ack_mac(secret: bytes, cluster: str, node: str, position: int, term: int, archive_id: str, nonce: int, key_id: str) -> bytes:
+    """The MAC of one ack: every field the leader reads from it."""
+    text = f"{cluster}\x1f{node}\x1f{position}\x1f{term}\x1f{archive_id}\x1f{nonce}\x1f{key_id}"
+    return hmac.new(secret, ACK_VERSION + SEP + text.encode(), hashlib.sha256).digest()
+
+
+class AckNonces:
+    """A follower's ack nonces: increasing in this process, and past those of its earlier
+    runs as long as the clock did not step back by more than the restart took."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        self._last = max(self._last + 1, time.time_ns())
+        return self._last
+
+
+ACK_UNSIGNED = "unsigned"
+ACK_UNKNOWN_KEY = "unknown_key"
+ACK_BAD_SIGNATURE = "bad_signature"
+ACK_REPLAYED = "replayed"
+
+
+def ack_refusal(keys: ReplicationKeys, cluster: str, fields: dict, node: str, position: int, term: int,
+                archive_id: str, nonces: dict[str, int]) -> tuple[str, str] | None:
+    """(code, reason) when the ack must not count, None when it may (its nonce is then
+    remembered in `nonces`, per node: an ack whose nonce is not above the last one taken
+    from that node is a replay)."""
+    key_id_raw, nonce_raw, given = fields.get(b"k"), fields.get(b"q"), fields.get(b"s")
+    if key_id_raw is None or nonce_raw is None or given is None:
+        return ACK_UNSIGNED, "unsigned ack: the cluster's acks are signed"
+    key_id = key_id_raw.decode(errors="replace")
+    secret = keys.keys.get(key_id)
+    if secret is None:
+        return ACK_UNKNOWN_KEY, f"unknown or retired replication key {key_id[:40]!r}"
+    try:
+        nonce = int(nonce_raw)
+    except ValueError:
+        return ACK_BAD_SIGNATURE, "the ack's nonce is not a number"
+    if not hmac.compare_digest(ack_mac(secret, cluster, node, position, term, archive_id, nonce, key_id), given):
+        return ACK_BAD_SIGNATURE, f"bad signature with replication key {key_id!r}"
+    if nonce <= nonces.get(node, 0):
+        return ACK_REPLAYED, f"replayed ack of {node}: nonce {nonce} not above {nonces[node]}"
+    nonces[node] = nonce
+    return None

@@ -328,6 +328,7 @@ class OperatorActionKind(models.TextChoices):
     REMOVE_NODE = "remove_node", "Node removed"
     SNAPSHOT = "snapshot", "Snapshot requested"
     ROTATE_SECRET = "rotate_secret", "Node secret rotated"
+    ROTATE_REPLICATION_KEY = "rotate_replication_key", "Replication key rotated"
 
 
 class OperatorAction(models.Model):
@@ -413,3 +414,22 @@ class ClientKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key_id} ({self.client})"
+
+
+class ReplicationKey(models.Model):
+    """An HMAC-SHA256 key the nodes of a cluster sign their acks and live-stream entries
+    with (wire.signing), so that a process that can write to Redis cannot fake a commit or
+    an event. Every node gets the cluster's live keys in its heartbeat answer; see
+    controlplane.clusters.replication for which one signs and how rotation goes."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="replication_keys")
+    key_id = models.CharField(max_length=32, unique=True)
+    secret = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(help_text="The database's clock (services.db_now).")
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["cluster__name", "created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} ({self.cluster})"

@@ -14,6 +14,7 @@ import redis
 
 import wire
 from controlplane import redis_acl
+from tests.redis_users import make_users
 
 CLUSTER = "alpha"
 
@@ -47,17 +48,7 @@ def admin_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def users(admin_url) -> dict[str, redis.Redis]:
-    admin = redis.Redis.from_url(admin_url)
-    made = {}
-    for name, rules in {
-        "tec-controlplane": redis_acl.controlplane_rules(),
-        "tec-node": redis_acl.node_rules(),
-        "tec-client-trader": redis_acl.client_rules("trader"),
-    }.items():
-        password = redis_acl.new_password()
-        redis_acl.set_user(admin, name, password, rules)
-        made[name] = redis.Redis.from_url(redis_acl.url_for(admin_url, name, password))
-    return made
+    return {name: redis.Redis.from_url(url) for name, url in make_users(admin_url).items()}
 
 
 def refused(call) -> bool:

@@ -9,25 +9,16 @@ import redis as redis_lib
 from django.conf import settings
 
 import wire
-from controlplane import redis_acl
 from controlplane.clusters import streams
 from nodes.engine import AddInstrument, PlaceOrder, Side
+from tests.redis_users import make_users
 from wire.client import ClusterClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_node_and_a_client_trade_under_their_own_redis_users(private_redis, make_cluster):
-    admin = redis_lib.Redis.from_url(private_redis)
-    urls = {}
-    for name, rules in {
-        "tec-controlplane": redis_acl.controlplane_rules(),
-        "tec-node": redis_acl.node_rules(),
-        "tec-client-trader": redis_acl.client_rules("trader"),
-    }.items():
-        password = redis_acl.new_password()
-        redis_acl.set_user(admin, name, password, rules)
-        urls[name] = redis_acl.url_for(private_redis, name, password)
+    urls = make_users(private_redis)
     settings.REDIS_URL = urls["tec-node"]  # the nodes (and this test's control plane) use it
     streams.connection.cache_clear()
 

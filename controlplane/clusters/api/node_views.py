@@ -10,7 +10,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane.clusters import services, streams, trading
+from controlplane.clusters import replication, services, streams, trading
 from controlplane.clusters.api.responses import DetailSerializer, NodeConfigSerializer
 from controlplane.clusters.api.serializers import StrictFieldsMixin
 from controlplane.clusters.models import Node, NodeStatus
@@ -68,6 +68,8 @@ def node_config(node: Node) -> dict:
         "switchover_to": switchover.name if in_flight else None,
         # Client keys and grants go to the leader only, which checks batches with them.
         "trading": trading.leader_policy(cluster) if cluster.leader_id == node.pk else None,
+        # Every node's: acks and live-stream entries are signed and checked with these.
+        "replication": replication.node_keys(cluster, now),
         # Only the leader counts acks: the others need no member list.
         "members": (
             [n.name for n in nodes if n.pk != node.pk and n.status != NodeStatus.REMOVED]

@@ -95,3 +95,7 @@ class NodeConfigSerializer(serializers.Serializer):
     retention_floor = serializers.IntegerField(
         allow_null=True, help_text="The lowest position a live member holds: retention keeps every event after it."
     )
+    replication = serializers.DictField(
+        help_text="The cluster's replication keys: 'keys' (key id -> secret, hex) verify acks and "
+        "live-stream entries, 'signing' names the one to sign with."
+    )

@@ -30,9 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--lock-default", action="store_true", help="turn the default user off")
 
     def handle(self, *args, apply: bool, dir: str, lock_default: bool, **options) -> None:
-        users = {"tec-controlplane": redis_acl.controlplane_rules(), "tec-node": redis_acl.node_rules()}
-        for client in TradingClient.objects.filter(active=True):
-            users[f"tec-client-{client.name}"] = redis_acl.client_rules(client.name)
+        users = redis_acl.users(TradingClient.objects.filter(active=True).values_list("name", flat=True))
         if not apply:
             for name, rules in users.items():
                 self.stdout.write(f"ACL SETUSER {name} reset on >******** {' '.join(rules)}")
