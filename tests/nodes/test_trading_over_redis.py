@@ -10,7 +10,15 @@ import wire
 from archive.deadletter import dead_letter_counts
 from controlplane.clusters import trading
 from controlplane.clusters.models import Cluster, TradingAccount, TradingClient
-from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, Side, encode_command
+from nodes.engine import (
+    AddInstrument,
+    CancelOrder,
+    CommandDuplicate,
+    OrderAccepted,
+    PlaceOrder,
+    Side,
+    encode_command,
+)
 from tests.nodes.conftest import archive_entries, wait_until
 from wire.client import ClusterClient, CommandRefused
 
@@ -84,3 +92,47 @@ def refused_after_revocation(signed: ClusterClient) -> bool:
     except CommandRefused as refused:
         return "unknown or revoked key" in str(refused)
     return False
+
+
+def test_a_signed_batch_replayed_after_a_leader_change_changes_no_book(make_cluster, supervisor):
+    """The leader keeps the batch nonces it has seen in memory: a new leader takes a signed
+    batch replayed from before its term, but the engine's idempotency (client id, sequence)
+    answers each command with its original result, so no order is placed twice; the log
+    gets one CommandDuplicate event per command. From then on that leader refuses it as a
+    replay (counted)."""
+    cluster = make_cluster(size=3, write_quorum=1)
+    Cluster.objects.filter(name=cluster.name).update(trading_checks=True)
+    trader = TradingClient.objects.create(name="trader")
+    trader.accounts.add(TradingAccount.objects.create(name="a1"))
+    key = trading.new_key(trader)
+    cluster.start_all()
+    operations = ClusterClient(cluster.name, cluster.redis, client_id="ops", timeout=10,
+                               signing_key=trading.controlplane_key())  # fmt: skip
+    signed = ClusterClient(cluster.name, cluster.redis, client_id="trader", timeout=10,
+                           signing_key=(key.key_id, key.secret))  # fmt: skip
+    cluster.clients += [operations, signed]
+    operations.submit(AddInstrument(client_id="ops", client_seq=operations.next_seq(), symbol="ACME"))
+    payload = wire.encode([encode_command(place(signed, "a1"))])
+    fields = {"r": signed.reply_key, "c": payload, **signed.signer.fields(signed.reply_key, payload)}
+
+    def send() -> list:
+        entry = cluster.redis.xadd(wire.commands_key(cluster.name), fields).decode()
+        signed._outstanding[entry] = 1
+        return signed.wait(entry, timeout=20)
+
+    (original,) = send()
+    assert original.status == wire.RESULT_COMMITTED
+    old = cluster.cluster.leader.name  # the supervisor may have elected before the nodes were up
+    cluster.nodes.kill(old)
+    wait_until(lambda: (leader := cluster.cluster.leader) is not None and leader.name != old, 20, "a new leader")
+    (again,) = send()  # a new leader has not seen the nonce: the engine has seen the command
+    assert again.status == wire.RESULT_DUPLICATE
+    assert again.first_position == original.first_position
+    leader = cluster.cluster.leader.name
+    kinds = [entry[2] for entry in archive_entries(cluster.locations[leader])]
+    assert kinds.count(OrderAccepted.KIND) == 1  # the order was placed once
+    assert kinds[-1] == CommandDuplicate.KIND
+    with pytest.raises(CommandRefused, match="replayed batch"):  # now it remembers the nonce
+        send()
+    wait_until(lambda: dead_letter_counts(cluster.redis, cluster.name).get("commands.replayed", 0) >= 1, 10,
+               "the second replay to be counted")  # fmt: skip
