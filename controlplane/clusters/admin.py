@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from controlplane.clusters import dashboard, maintenance, services, switchover, trading
+from controlplane.clusters import dashboard, maintenance, replication, services, switchover, trading
 from controlplane.clusters.models import (
     NODE_REPORTED_FIELDS,
     ClientKey,
@@ -21,6 +21,7 @@ from controlplane.clusters.models import (
     NodeRole,
     NodeStatus,
     OperatorAction,
+    ReplicationKey,
     RoleChange,
     TradingAccount,
     TradingClient,
@@ -138,6 +139,23 @@ class ClusterForm(forms.ModelForm):
         return cleaned
 
 
+class ReplicationKeyInline(admin.TabularInline):
+    """The keys acks and live-stream entries are signed with; rotated with the cluster action
+    (or manage.py replication_key); secrets never shown."""
+
+    model = ReplicationKey
+    extra = 0
+    can_delete = False
+    fields = ["key_id", "created_at", "retired_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
     list_display = [
@@ -177,9 +195,9 @@ class ClusterAdmin(admin.ModelAdmin):
         "paused_at",
         "created_at",
     ]
-    inlines = [NodeInline]
+    inlines = [NodeInline, ReplicationKeyInline]
     form = ClusterForm
-    actions = ["make_follower_leader", "force_leader", "pause", "resume"]
+    actions = ["make_follower_leader", "force_leader", "pause", "resume", "rotate_replication_key"]
 
     @admin.display(description="what it tolerates")
     def tolerance(self, obj: Cluster) -> str:
@@ -241,6 +259,18 @@ class ClusterAdmin(admin.ModelAdmin):
     @admin.action(description="Resume automatic failover", permissions=["change"])
     def resume(self, request, queryset):
         self._set_paused(request, queryset, False)
+
+    @admin.action(description="Rotate the replication key (no downtime)", permissions=["change"])
+    def rotate_replication_key(self, request, queryset):
+        actor = services.Actor.of_user(request.user)
+        for cluster in queryset.order_by("name"):
+            key = replication.rotate(cluster.name, actor=actor)
+            self.message_user(
+                request,
+                f"{cluster.name}: new replication key {key.key_id}; it signs once every node has had it "
+                f"for a failover timeout ({cluster.failover_timeout:g} s)",
+                messages.SUCCESS,
+            )
 
     def _set_paused(self, request, queryset, paused: bool) -> None:
         actor = services.Actor.of_user(request.user)
