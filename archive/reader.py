@@ -64,13 +64,6 @@ class RedisEventReader:
         keys = self._keys() if self._keys is not None else None
         for stream_id, fields in stream_entries(reply):
             try:
-                if keys is not None:  # one MAC an entry (a leader's batch), never one an event
-                    refusal = entry_refusal(keys, self.stream_key, stream_id, fields)
-                    if refusal is not None:
-                        code, reason = refusal
-                        self.rejected.append((stream_id, code, reason, fields))
-                        self._past_poison = stream_id
-                        continue
                 first, batch = _checked_batch(stream_id, fields)
             except (KeyError, ValueError, TypeError) as error:
                 # Poison (DESIGN §4): not a batch a leader published. Skip it; a real gap
@@ -79,6 +72,13 @@ class RedisEventReader:
                 self.rejected.append((stream_id, "malformed", f"{type(error).__name__}: {error}", fields))
                 self._past_poison = stream_id
                 continue
+            if keys is not None:  # one MAC an entry (a leader's batch), never one an event
+                refusal = entry_refusal(keys, self.stream_key, stream_id, fields)
+                if refusal is not None:  # well-formed but not the leader's: poison too
+                    code, reason = refusal
+                    self.rejected.append((stream_id, code, reason, fields))
+                    self._past_poison = stream_id
+                    continue
             if first > expected:
                 if not events:
                     raise TrimmedError(needed=expected, first_available=first)
