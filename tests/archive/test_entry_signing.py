@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from archive import RedisEventPublisher, RedisEventReader, keys
+from archive import RedisEventPublisher, RedisEventReader
 from archive.entries import LogEntry
 from archive.streamformat import EVENTS, FIRST, TERM, encode_events, entry_mac
+from wire.keys import keys
 
 SECRET = bytes(range(32))
 
