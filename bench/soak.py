@@ -52,7 +52,7 @@ from bench.cluster import MID, ROOT, SYMBOL, TICK, free_port
 from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, Node
 from dev.local import LocalNodes
-from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, encode_command
+from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, TimeInForce, encode_command
 from nodes.protocol import retention
 from nodes.retention import INTERVAL_S as RETENTION_INTERVAL_S
 from nodes.state import NodeState
@@ -61,13 +61,25 @@ from wire.keys import keys
 
 SLACK_S = 2 * RETENTION_INTERVAL_S + 2.0  # a retention round, heartbeats both ways, the sample
 
+SWEEP_EVERY = 5_000  # commands of a client between two of its sweeps
+SWEEP_QTY = 1_000_000  # more than a side of the book ever holds between sweeps
+
+
 class BatchStream:
     """bench/cluster.py's command mix (70% limit orders near the touch, 25% cancels, 5%
     marketable), made as it is sent: half an hour at 10,000/s is 18 M commands, too many
-    to make up front. `batches[i]` must be asked for in order."""
+    to make up front. `batches[i]` must be asked for in order.
+
+    Every SWEEP_EVERY commands a sweep, an IOC order of another account through the whole
+    price range, alternately buying and selling, trades away one side of the book. A
+    venue's book stays bounded (orders trade or are cancelled); without sweeps this mix
+    leaves about 0.6 resting orders per command (its cancels name guessed order ids), and
+    half an hour makes a book of about ten million orders, whose snapshots take minutes
+    and so hold retention back (the soak measures retention, not a book no venue has)."""
 
     def __init__(self, client_id: str, count: int, batch: int, seed: int) -> None:
         self.client_id, self.count, self.batch = client_id, count, batch
+        self.sweeper = f"{client_id}-sweep"  # its own account: no self-trade prevention
         self.rng = random.Random(seed)
         self.seq = 0
         self.mine: collections.deque[int] = collections.deque(maxlen=10_000)  # recent order ids to cancel
@@ -80,7 +92,13 @@ class BatchStream:
         for _ in range(min(self.batch, self.count - self.seq)):
             self.seq += 1
             r = rng.random()
-            if r < 0.25 and self.mine:
+            if self.seq % SWEEP_EVERY == 0:
+                side = 1 + (self.seq // SWEEP_EVERY) % 2
+                price = MID + 21 * TICK if side == 1 else MID - 21 * TICK
+                command = PlaceOrder(
+                    self.client_id, self.seq, self.sweeper, SYMBOL, side, SWEEP_QTY, price, tif=TimeInForce.IOC.value
+                )
+            elif r < 0.25 and self.mine:
                 order = self.mine[rng.randrange(len(self.mine))]
                 command = CancelOrder(self.client_id, self.seq, self.client_id, order)
             else:
