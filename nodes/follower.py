@@ -16,7 +16,6 @@ import time
 import wire
 from archive import DeadLetters, FencedWrites, RedisEventReader, TrimmedError, delete_replay
 from archive.fenced import verdict
-from nodes.engine import decode_events
 from nodes.install import SnapshotNeeded
 from nodes.protocol.fencing import FenceVerdict
 from wire import rpc, signing
@@ -132,7 +131,7 @@ class Follower:
             self._send_ack_and_read()
         else:
             self.acknowledge()
-        state.engine.apply_batch(decode_events([entry.payload for entry in entries]))
+        state.engine.apply_records([entry.payload for entry in entries])
         self.node.after_batch()
 
     def acknowledge(self) -> None:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 
 from archive import LogEntry, PostgresEventLog, PostgresSnapshotStore, create_archive
-from nodes.engine import Engine, decode_events, encode_events, event_kind
+from nodes.engine import Engine, SnapshotVersionError, encode_events, event_kind
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,14 @@ class NodeState:
                     f"snapshot at position {snapshot.position} carries digest {carried[:16]}, "
                     f"but was stored with {snapshot.digest[:16]}"
                 )
-            engine = Engine.restore(snapshot.data)
+            try:
+                engine = Engine.restore(snapshot.data)
+            except SnapshotVersionError as exc:
+                # a snapshot of an older format (its running hash cannot be carried on):
+                # replay the log from its start instead; if retention has cut the log,
+                # the replay below refuses with ArchiveNeedsSnapshot (an install follows)
+                log.warning("snapshot at position %s not used: %s", snapshot.position, exc)
+                snapshot, engine = None, Engine()
         self.last_snapshot_position = engine.position
         start = engine.position + 1
         replayed = 0
@@ -92,7 +99,7 @@ class NodeState:
                     f"the archive starts at position {batch[0].position}, but its latest usable snapshot "
                     f"is at {start - 1}: it cannot be replayed"
                 )
-            engine.apply_batch(decode_events([entry.payload for entry in batch]))
+            engine.apply_records([entry.payload for entry in batch])
             replayed += len(batch)
             if progress:
                 progress(engine.position, tail)

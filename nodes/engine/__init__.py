@@ -28,7 +28,7 @@ from nodes.engine.commands import (
     ReplaceOrder,
     SetInstrumentStatus,
 )
-from nodes.engine.engine import SNAPSHOT_VERSION, Engine, EngineError
+from nodes.engine.engine import SNAPSHOT_VERSION, Engine, EngineError, SnapshotVersionError
 from nodes.engine.events import (
     EVENT_KINDS,
     CommandDuplicate,
@@ -42,8 +42,11 @@ from nodes.engine.events import (
     Trade,
     event_kind,
 )
+from nodes.engine.statehash import HASH_VERSION
 from nodes.engine.types import (
     DEDUP_WINDOW,
+    CommandKind,
+    EventKind,
     InstrumentStatus,
     OrderType,
     Reason,
@@ -56,6 +59,7 @@ __all__ = [
     "COMMAND_KINDS",
     "DEDUP_WINDOW",
     "EVENT_KINDS",
+    "HASH_VERSION",
     "SNAPSHOT_VERSION",
     "AddInstrument",
     "CancelOrder",
@@ -63,9 +67,11 @@ __all__ = [
     "Command",
     "CommandDuplicate",
     "CommandError",
+    "CommandKind",
     "Engine",
     "EngineError",
     "Event",
+    "EventKind",
     "InstrumentAdded",
     "InstrumentStatus",
     "InstrumentStatusChanged",
@@ -79,6 +85,7 @@ __all__ = [
     "ReplaceOrder",
     "SetInstrumentStatus",
     "Side",
+    "SnapshotVersionError",
     "TimeInForce",
     "Trade",
     "command_from_dict",

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import msgspec
 
-from nodes.engine.types import OrderType, TimeInForce
+from nodes.engine.types import CommandKind, OrderType, TimeInForce
 
 # Commands are encoded as msgpack arrays whose first element is the tag
 # ``CODEC_VERSION << 8 | KIND``: the version travels with every record for free.
@@ -32,7 +32,7 @@ class Command(msgspec.Struct, array_like=True, gc=False):
     KIND: ClassVar[int] = 0
 
 
-class AddInstrument(Command, tag=_tag(1)):
+class AddInstrument(Command, tag=_tag(CommandKind.ADD_INSTRUMENT)):
     """Lists a new instrument. ``band_low``/``band_high`` (optional) bound limit prices."""
 
     symbol: str
@@ -42,20 +42,20 @@ class AddInstrument(Command, tag=_tag(1)):
     band_high: int | None = None
     timestamp: int = 0
 
-    KIND: ClassVar[int] = 1
+    KIND: ClassVar[int] = int(CommandKind.ADD_INSTRUMENT)
 
 
-class SetInstrumentStatus(Command, tag=_tag(2)):
+class SetInstrumentStatus(Command, tag=_tag(CommandKind.SET_INSTRUMENT_STATUS)):
     """Changes an instrument's trading status (``InstrumentStatus``)."""
 
     symbol: str
     status: int
     timestamp: int = 0
 
-    KIND: ClassVar[int] = 2
+    KIND: ClassVar[int] = int(CommandKind.SET_INSTRUMENT_STATUS)
 
 
-class PlaceOrder(Command, tag=_tag(3)):
+class PlaceOrder(Command, tag=_tag(CommandKind.PLACE_ORDER)):
     """A new order. Market orders leave ``price`` at 0 and must be IOC or FOK;
     ``post_only`` is for GTC limit orders only. ``account`` is the owner (self-trade
     prevention and cancel rights); the engine assigns the order id."""
@@ -70,20 +70,20 @@ class PlaceOrder(Command, tag=_tag(3)):
     post_only: bool = False
     timestamp: int = 0
 
-    KIND: ClassVar[int] = 3
+    KIND: ClassVar[int] = int(CommandKind.PLACE_ORDER)
 
 
-class CancelOrder(Command, tag=_tag(4)):
+class CancelOrder(Command, tag=_tag(CommandKind.CANCEL_ORDER)):
     """Cancels a resting order by its engine order id; only its own account may."""
 
     account: str
     order_id: int
     timestamp: int = 0
 
-    KIND: ClassVar[int] = 4
+    KIND: ClassVar[int] = int(CommandKind.CANCEL_ORDER)
 
 
-class ReplaceOrder(Command, tag=_tag(5)):
+class ReplaceOrder(Command, tag=_tag(CommandKind.REPLACE_ORDER)):
     """Changes a resting order's price and open quantity (``qty`` is the new open
     quantity, not counting what already traded). The order keeps its time priority only
     when the price is unchanged and the quantity does not go up."""
@@ -94,7 +94,7 @@ class ReplaceOrder(Command, tag=_tag(5)):
     qty: int
     timestamp: int = 0
 
-    KIND: ClassVar[int] = 5
+    KIND: ClassVar[int] = int(CommandKind.REPLACE_ORDER)
 
 
 COMMAND_TYPES: tuple[type[Command], ...] = (

@@ -12,6 +12,7 @@ from typing import ClassVar
 import msgspec
 
 from nodes.engine.commands import CODEC_VERSION
+from nodes.engine.types import EventKind
 
 
 def _tag(kind: int) -> int:
@@ -26,24 +27,24 @@ class Event(msgspec.Struct, array_like=True, gc=False, frozen=True):
     KIND: ClassVar[int] = 0
 
 
-class InstrumentAdded(Event, tag=_tag(1)):
+class InstrumentAdded(Event, tag=_tag(EventKind.INSTRUMENT_ADDED)):
     symbol: str
     tick_size: int
     lot_size: int
     band_low: int | None
     band_high: int | None
 
-    KIND: ClassVar[int] = 1
+    KIND: ClassVar[int] = int(EventKind.INSTRUMENT_ADDED)
 
 
-class InstrumentStatusChanged(Event, tag=_tag(2)):
+class InstrumentStatusChanged(Event, tag=_tag(EventKind.INSTRUMENT_STATUS_CHANGED)):
     symbol: str
     status: int
 
-    KIND: ClassVar[int] = 2
+    KIND: ClassVar[int] = int(EventKind.INSTRUMENT_STATUS_CHANGED)
 
 
-class OrderAccepted(Event, tag=_tag(3)):
+class OrderAccepted(Event, tag=_tag(EventKind.ORDER_ACCEPTED)):
     """A new order passed validation; trades and cancellations may follow in the same
     result. A GTC limit order rests with whatever is left once it no longer crosses."""
 
@@ -57,19 +58,19 @@ class OrderAccepted(Event, tag=_tag(3)):
     tif: int
     post_only: bool
 
-    KIND: ClassVar[int] = 3
+    KIND: ClassVar[int] = int(EventKind.ORDER_ACCEPTED)
 
 
-class OrderRejected(Event, tag=_tag(4)):
+class OrderRejected(Event, tag=_tag(EventKind.ORDER_REJECTED)):
     """The command had no effect. ``order_id`` is the order it named (0 if none)."""
 
     reason: int
     order_id: int
 
-    KIND: ClassVar[int] = 4
+    KIND: ClassVar[int] = int(EventKind.ORDER_REJECTED)
 
 
-class Trade(Event, tag=_tag(5)):
+class Trade(Event, tag=_tag(EventKind.TRADE)):
     """The incoming (taker) order traded with a resting (maker) order at the maker's
     price; ``*_remaining`` are the open quantities of both orders after the trade."""
 
@@ -82,10 +83,10 @@ class Trade(Event, tag=_tag(5)):
     maker_remaining: int
     taker_remaining: int
 
-    KIND: ClassVar[int] = 5
+    KIND: ClassVar[int] = int(EventKind.TRADE)
 
 
-class OrderCancelled(Event, tag=_tag(6)):
+class OrderCancelled(Event, tag=_tag(EventKind.ORDER_CANCELLED)):
     """An order left the book (or an incoming order's rest was dropped); ``qty`` is the
     open quantity that was cancelled, ``reason`` a ``Reason`` cancellation code."""
 
@@ -94,10 +95,10 @@ class OrderCancelled(Event, tag=_tag(6)):
     reason: int
     qty: int
 
-    KIND: ClassVar[int] = 6
+    KIND: ClassVar[int] = int(EventKind.ORDER_CANCELLED)
 
 
-class OrderReplaced(Event, tag=_tag(7)):
+class OrderReplaced(Event, tag=_tag(EventKind.ORDER_REPLACED)):
     """A resting order got a new price and open quantity. Without ``priority_kept`` it
     re-enters the book as if new (and may trade, with Trade events following)."""
 
@@ -107,17 +108,17 @@ class OrderReplaced(Event, tag=_tag(7)):
     qty: int
     priority_kept: bool
 
-    KIND: ClassVar[int] = 7
+    KIND: ClassVar[int] = int(EventKind.ORDER_REPLACED)
 
 
-class CommandDuplicate(Event, tag=_tag(8)):
+class CommandDuplicate(Event, tag=_tag(EventKind.COMMAND_DUPLICATE)):
     """The command was processed before: its result is the ``original_count`` events
     starting at log position ``original_position``. Nothing changed this time."""
 
     original_position: int
     original_count: int
 
-    KIND: ClassVar[int] = 8
+    KIND: ClassVar[int] = int(EventKind.COMMAND_DUPLICATE)
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (

@@ -9,6 +9,30 @@ from __future__ import annotations
 from enum import IntEnum
 
 
+class EventKind(IntEnum):
+    """The stable code of each event type (``Event.KIND``, the low byte of its tag, the
+    archive's ``kind`` column). Values are stored in the event log: never renumber."""
+
+    INSTRUMENT_ADDED = 1
+    INSTRUMENT_STATUS_CHANGED = 2
+    ORDER_ACCEPTED = 3
+    ORDER_REJECTED = 4
+    TRADE = 5
+    ORDER_CANCELLED = 6
+    ORDER_REPLACED = 7
+    COMMAND_DUPLICATE = 8
+
+
+class CommandKind(IntEnum):
+    """The stable code of each command type (``Command.KIND``, the low byte of its tag)."""
+
+    ADD_INSTRUMENT = 1
+    SET_INSTRUMENT_STATUS = 2
+    PLACE_ORDER = 3
+    CANCEL_ORDER = 4
+    REPLACE_ORDER = 5
+
+
 class Side(IntEnum):
     BUY = 1
     SELL = 2
@@ -56,9 +80,18 @@ class Reason(IntEnum):
     SELF_TRADE = 22  # resting order cancelled because an order of the same account hit it
 
 
-# Rejections that do not consume the client's sequence number: the command was not
-# processed, so a later command may reuse the sequence and no duplicate answer points here.
-UNRECORDED_REASONS = frozenset({Reason.INVALID_SEQUENCE, Reason.STALE_SEQUENCE})
-
 # How many processed sequence numbers a client can re-send and get the original answer.
 DEDUP_WINDOW = 1000
+
+# Plain ints for the engine's hot paths: comparing an IntEnum member costs more than an int.
+BUY = int(Side.BUY)
+SELL = int(Side.SELL)
+LIMIT = int(OrderType.LIMIT)
+MARKET = int(OrderType.MARKET)
+GTC = int(TimeInForce.GTC)
+IOC = int(TimeInForce.IOC)
+FOK = int(TimeInForce.FOK)
+OPEN = int(InstrumentStatus.OPEN)
+HALTED = int(InstrumentStatus.HALTED)
+CANCEL_ONLY = int(InstrumentStatus.CANCEL_ONLY)
+MAX_SEQ = (1 << 63) - 1  # sequences are stored as signed 64-bit ints

@@ -13,7 +13,7 @@ from nodes.engine import (
     Side,
     TimeInForce,
 )
-from nodes.engine.engine import _window
+from nodes.engine.clients import window as _window
 from tests.engine.conftest import SYMBOL, kinds, replay
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nodes.engine import SNAPSHOT_VERSION, CodecError, Engine, TimeInForce
-from nodes.engine.engine import SNAPSHOT_MAGIC
+from nodes.engine.snapshot import SNAPSHOT_MAGIC
 from tests.engine.conftest import SYMBOL, replay
 
 
@@ -69,7 +69,9 @@ def test_snapshot_is_versioned(engine):
         Engine.restore(future)
 
 
-@pytest.mark.parametrize("data", [b"", b"hello world", SNAPSHOT_MAGIC + b"\x01\xc1junk"])
+@pytest.mark.parametrize(
+    "data", [b"", b"hello world", SNAPSHOT_MAGIC + bytes([SNAPSHOT_VERSION]) + b"\xc1junk"]
+)
 def test_garbage_snapshot_is_a_codec_error(data):
     with pytest.raises(CodecError):
         Engine.restore(data)
