@@ -92,3 +92,19 @@ def test_new_clusters_take_their_timing_from_the_settings(db, settings, operator
     body = response.json()
     assert (body["heartbeat_interval"], body["failover_timeout"], body["lease"]) == (0.2, 1.0, 0.5)
     assert Cluster.objects.create(name="delta").failover_timeout == 1.0
+
+
+def test_the_node_list_filters_by_cluster_name(cluster, viewer_api):
+    """`?cluster=NAME` (get_queryset; there is no django-filter backend)."""
+    other = Cluster.objects.create(name="beta", replica_count=0)
+    services.register_node(name="beta-1", cluster=other, archive_location="postgresql://h:5432/b1")
+
+    def names(query: str) -> list[str]:
+        response = viewer_api.get(f"/api/v1/nodes/{query}")
+        assert response.status_code == 200, response.content
+        return sorted(row["name"] for row in response.json()["results"])
+
+    assert names("?cluster=beta") == ["beta-1"]
+    assert names("?cluster=alpha") == ["alpha-1", "alpha-2", "alpha-3"]
+    assert names("") == ["alpha-1", "alpha-2", "alpha-3", "beta-1"]
+    assert names("?cluster=gamma") == []

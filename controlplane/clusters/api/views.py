@@ -295,7 +295,6 @@ class NodeViewSet(
     serializer_class = NodeSerializer
     lookup_field = "name"
     lookup_value_regex = NAME_PATTERN
-    filterset_fields = ["cluster"]
 
     def get_queryset(self):
         queryset = super().get_queryset()
