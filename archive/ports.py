@@ -1,4 +1,9 @@
-"""The archive's ports: the node runtime depends on these Protocols only, never on an adapter."""
+"""The archive's ports: the Protocols its adapters implement (PostgreSQL, Redis).
+
+Each port has a contract suite (tests/archive/contracts/) that every adapter runs. The
+node's code is written against these methods; ``nodes.state.NodeState`` still builds
+the PostgreSQL adapters itself (a location in, adapters out).
+"""
 
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 
 from archive.deadletter import dead_letter_counts
 from controlplane import health
+from controlplane.clusters import services
 from controlplane.clusters.models import Cluster, ClusterStatus, Node, NodeRole, NodeStatus
 
 CLUSTER = ["cluster"]
@@ -77,12 +78,7 @@ class PositionHistory:
 
 
 def _live_follower(node: Node, cluster: Cluster, now) -> bool:
-    return (
-        node.role == NodeRole.FOLLOWER
-        and node.status == NodeStatus.LIVE
-        and node.last_heartbeat is not None
-        and (now - node.last_heartbeat).total_seconds() <= cluster.failover_timeout
-    )
+    return node.role == NodeRole.FOLLOWER and services.is_live(node, cluster, now)
 
 
 class ClusterCollector(Collector):

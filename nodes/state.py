@@ -39,7 +39,8 @@ def collector_paused() -> Iterator[None]:
 class NodeState:
     """The engine and the node's own archive, kept in step: engine.position == log tail.
 
-    Not thread-safe: only the node's loop thread touches it.
+    Only the node's loop thread changes it; other threads (heartbeats, metrics) read
+    ``tail`` only, a tuple swapped in whole.
     """
 
     def __init__(self, location: str) -> None:

@@ -8,6 +8,7 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 import redis
 from django.db import connection, transaction
@@ -225,13 +226,21 @@ def _report(node: Node, cluster: Cluster, now) -> election.Report:
     )
 
 
+def heard_cutoff(cluster: Cluster, now):
+    """The oldest heartbeat that still counts as recent: one failover timeout ago."""
+    return now - timedelta(seconds=cluster.failover_timeout)
+
+
 def heard_recently(node: Node, cluster: Cluster, now) -> bool:
     """Its last heartbeat is within the failover timeout, on the database's clock."""
-    return node.last_heartbeat is not None and (now - node.last_heartbeat).total_seconds() <= cluster.failover_timeout
+    return node.last_heartbeat is not None and node.last_heartbeat >= heard_cutoff(cluster, now)
 
 
 def is_live(node: Node, cluster: Cluster, now=None) -> bool:
-    """Reporting now and serving (live, or a leader draining for a switchover)."""
+    """Reporting now and serving (live, or a leader draining for a switchover): the one
+    definition of live, shared by elections, switchovers, retention, quorum checks and
+    metrics (the supervisor marks offline the nodes whose heartbeat is before
+    ``heard_cutoff``)."""
     return node.status in (NodeStatus.LIVE, NodeStatus.DRAINING) and heard_recently(node, cluster, now or db_now())
 
 
@@ -246,11 +255,11 @@ def retention_floor(cluster: Cluster, nodes: list[Node], now) -> int | None:
 
 
 def _reports_live(node: Node, cluster: Cluster, now) -> bool:
-    """May lead: reporting now, and its loop making progress (a stuck node still votes)."""
+    """May lead: live and not draining, and its loop making progress (a stuck node still votes)."""
     return (
-        node.stalled_for <= cluster.failover_timeout
-        and node.status == NodeStatus.LIVE
-        and heard_recently(node, cluster, now)
+        node.status == NodeStatus.LIVE
+        and is_live(node, cluster, now)
+        and node.stalled_for <= cluster.failover_timeout
     )
 
 

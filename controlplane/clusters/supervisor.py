@@ -13,7 +13,6 @@ second one's step fails with StaleExpectation and does nothing.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import redis
 from django.db.models import Q
@@ -27,7 +26,7 @@ STARTUP_GRACE = 3  # failover timeouts a newly made leader has to send its first
 
 
 def mark_offline(cluster: Cluster, now) -> list[str]:
-    cutoff = now - timedelta(seconds=cluster.failover_timeout)
+    cutoff = services.heard_cutoff(cluster, now)  # not heard_recently: the nodes to mark
     silent = Node.objects.filter(
         cluster=cluster,
         status__in=[NodeStatus.LIVE, NodeStatus.STARTING, NodeStatus.DRAINING],

@@ -15,7 +15,7 @@ from collections import deque
 
 import msgspec
 
-from nodes.engine.types import InstrumentStatus, Side
+from nodes.engine.types import InstrumentStatus
 
 
 class Order(msgspec.Struct, gc=False):
@@ -129,11 +129,3 @@ class Book:
         self.status = int(status)
         # indexed by Side value; index 0 unused so that ``sides[3 - side]`` is the opposite
         self.sides = (None, BookSide(1), BookSide(-1))
-
-    @property
-    def bids(self) -> BookSide:
-        return self.sides[Side.BUY]
-
-    @property
-    def asks(self) -> BookSide:
-        return self.sides[Side.SELL]
