@@ -86,6 +86,15 @@ class EventLog(Protocol):
         identity"), and says so by its new id."""
         ...
 
+    def archive_id(self) -> str:
+        """The archive's identity (DESIGN §4 "Archive identity"): fixed from creation,
+        a new one after each renew()."""
+        ...
+
+    def truncations(self) -> int:
+        """How many times truncate_after() dropped entries from this archive."""
+        ...
+
     def close(self) -> None:
         """Release the database connection. Idempotent."""
         ...
