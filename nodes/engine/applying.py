@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
+from nodes.engine.base import EngineState
 from nodes.engine.book import Book, Order
 from nodes.engine.clients import UNRECORDED, open_single
 from nodes.engine.events import (
@@ -28,15 +28,12 @@ from nodes.engine.events import (
 from nodes.engine.statehash import FOLD_AT
 from nodes.engine.types import BUY, GTC
 
-if TYPE_CHECKING:
-    from nodes.engine.engine import Engine
-
 
 class EngineError(RuntimeError):
     """An event does not fit the state it is applied to (corrupt or foreign log)."""
 
 
-def apply_batch(engine: Engine, events: Iterable[Event]) -> None:
+def apply_batch(engine: EngineState, events: Iterable[Event]) -> None:
     """Applies events in order (the follower's path); same as ``apply`` one by one."""
     if type(events) is not list and type(events) is not tuple:
         events = list(events)  # iterated twice: applied, then queued for the hash
@@ -47,7 +44,7 @@ def apply_batch(engine: Engine, events: Iterable[Event]) -> None:
         engine.fold_hash()
 
 
-def apply_events(engine: Engine, events: list[Event] | tuple[Event, ...]) -> None:
+def apply_events(engine: EngineState, events: list[Event] | tuple[Event, ...]) -> None:
     """The follower's hot loop, without the running hash (the caller folds it): the
     common kinds are handled inline, with the state's dicts in locals."""
     books = engine._books
@@ -139,18 +136,18 @@ def apply_events(engine: Engine, events: list[Event] | tuple[Event, ...]) -> Non
             open_single(engine, client, cid, seq, position)
 
 
-def apply_duplicate(engine: Engine, e: CommandDuplicate) -> None:
+def apply_duplicate(engine: EngineState, e: CommandDuplicate) -> None:
     engine._open_cid = None  # a duplicate is never part of the original's result
     engine._open_seq = 0
 
 
-def apply_rejected(engine: Engine, e: OrderRejected) -> None:
+def apply_rejected(engine: EngineState, e: OrderRejected) -> None:
     if e.reason in UNRECORDED:
         engine._open_cid = None
         engine._open_seq = 0
 
 
-def rest_if_uncrossed(engine: Engine, order: Order) -> None:
+def rest_if_uncrossed(engine: EngineState, order: Order) -> None:
     book = engine._books[order.symbol]
     keys = book.sides[3 - order.side].keys
     if not keys or keys[-1] < (-order.price if order.side == BUY else order.price):
@@ -159,7 +156,7 @@ def rest_if_uncrossed(engine: Engine, order: Order) -> None:
         engine._incoming = None
 
 
-def apply_cancelled(engine: Engine, e: OrderCancelled) -> None:
+def apply_cancelled(engine: EngineState, e: OrderCancelled) -> None:
     order_id = e.order_id
     incoming = engine._incoming
     if incoming is not None and incoming.order_id == order_id:
@@ -171,7 +168,7 @@ def apply_cancelled(engine: Engine, e: OrderCancelled) -> None:
         rest_if_uncrossed(engine, incoming)  # a self-trade cancel may end the crossing
 
 
-def unlink(engine: Engine, order: Order) -> None:
+def unlink(engine: EngineState, order: Order) -> None:
     """Takes a resting order off its level (marked dead, dropped lazily)."""
     level = order.level
     level.qty -= order.remaining
@@ -188,7 +185,7 @@ def unlink(engine: Engine, order: Order) -> None:
         level.orders = deque(o for o in orders if o.remaining)
 
 
-def apply_replaced(engine: Engine, e: OrderReplaced) -> None:
+def apply_replaced(engine: EngineState, e: OrderReplaced) -> None:
     order = engine._orders[e.order_id]
     if e.priority_kept:
         order.level.qty += e.qty - order.remaining
@@ -204,11 +201,11 @@ def apply_replaced(engine: Engine, e: OrderReplaced) -> None:
     rest_if_uncrossed(engine, new)
 
 
-def apply_instrument_added(engine: Engine, e: InstrumentAdded) -> None:
+def apply_instrument_added(engine: EngineState, e: InstrumentAdded) -> None:
     if e.symbol in engine._books:
         raise EngineError(f"event at {engine.position}: instrument {e.symbol!r} exists")
     engine._books[e.symbol] = Book(e.symbol, e.tick_size, e.lot_size, e.band_low, e.band_high)
 
 
-def apply_status_changed(engine: Engine, e: InstrumentStatusChanged) -> None:
+def apply_status_changed(engine: EngineState, e: InstrumentStatusChanged) -> None:
     engine._books[e.symbol].status = e.status

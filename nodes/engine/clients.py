@@ -9,12 +9,9 @@ window is answered with ``CommandDuplicate``; a lower one with ``STALE_SEQUENCE`
 from __future__ import annotations
 
 from array import array
-from typing import TYPE_CHECKING
 
+from nodes.engine.base import EngineState
 from nodes.engine.types import DEDUP_WINDOW, Reason
-
-if TYPE_CHECKING:
-    from nodes.engine.engine import Engine
 
 EMPTY_RING = bytes(8 * 3 * DEDUP_WINDOW)
 
@@ -37,7 +34,9 @@ def window(client: list) -> list[list[int]]:
     return out
 
 
-def open_single(engine: Engine, client: list | None, cid: str, seq: int, position: int) -> None:
+def open_single(
+    engine: EngineState, client: list | None, cid: str, seq: int, position: int
+) -> None:
     """Records a new command whose result so far is the one event at ``position`` and
     leaves it open for more (the fused paths' share of what ``apply_batch`` does inline
     for every first event of a result)."""

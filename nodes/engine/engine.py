@@ -34,12 +34,11 @@ module holds the state and the public API that composes them.
 from __future__ import annotations
 
 import hashlib
-from array import array
 
 from nodes.engine import applying, matching, queries, statehash
 from nodes.engine import snapshot as snapshots
 from nodes.engine.applying import EngineError
-from nodes.engine.book import Book, Order
+from nodes.engine.base import EngineState
 from nodes.engine.clients import window
 from nodes.engine.codec import decode_events
 from nodes.engine.commands import (
@@ -69,26 +68,11 @@ R_INVALID_SEQUENCE = int(Reason.INVALID_SEQUENCE)
 R_STALE_SEQUENCE = int(Reason.STALE_SEQUENCE)
 
 
-class Engine:
+class Engine(EngineState):
     """The replicated state machine of one cluster: instruments, books, client sequences."""
 
     def __init__(self) -> None:
-        self.position = 0
-        self._books: dict[str, Book] = {}
-        self._orders: dict[int, Order] = {}  # resting orders by engine order id
-        self._last_order_id = 0
-        # client_id -> [last_seq, ring, n] (see ``clients``)
-        self._clients: dict[str, list] = {}
-        # the command whose events are being applied (for counting them)
-        self._open_cid: str | None = None
-        self._open_seq = 0
-        self._open_ring: array | None = None  # the ring and slot of its event count
-        self._open_slot = 0
-        # the order of the current command that is matching and not (yet) resting
-        self._incoming: Order | None = None
-        # the running hash (``statehash``): its two checksums and the events not yet folded
-        self._crc, self._adler = statehash.INITIAL
-        self._pending: list[Event] = []
+        super().__init__()
         self._handlers = {
             PlaceOrder: matching.handle_place,
             CancelOrder: matching.handle_cancel,
@@ -170,20 +154,6 @@ class Engine:
         self._crc, self._adler = statehash.fold_records(self._crc, self._adler, records)
 
     # ---------------------------------------------------------------- state hash
-
-    def fold_hash(self) -> None:
-        """Folds the events applied since the last fold into the running hash."""
-        self._crc, self._adler = statehash.fold(self._crc, self._adler, self._pending)
-        self._pending.clear()
-
-    @property
-    def running_hash(self) -> int:
-        """The running hash at ``position`` (an unsigned 64-bit int; ``statehash`` defines
-        it, version ``statehash.HASH_VERSION``): equal on every node, process, machine
-        and Python version that applied the same events."""
-        if self._pending:
-            self.fold_hash()
-        return statehash.combine(self._crc, self._adler)
 
     def digest(self) -> str:
         """SHA-256 (hex) of the canonical state: position, order id counter, instruments

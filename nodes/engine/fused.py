@@ -8,9 +8,8 @@ then goes the long way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from nodes.engine.applying import unlink
+from nodes.engine.base import EngineState
 from nodes.engine.book import Order
 from nodes.engine.clients import open_single
 from nodes.engine.commands import CancelOrder, PlaceOrder
@@ -18,11 +17,8 @@ from nodes.engine.events import Event, OrderAccepted, OrderCancelled
 from nodes.engine.matching import R_REQUESTED
 from nodes.engine.types import BUY, GTC, HALTED, LIMIT, MAX_SEQ, OPEN, SELL
 
-if TYPE_CHECKING:
-    from nodes.engine.engine import Engine
 
-
-def process_resting_order(engine: Engine, c: PlaceOrder) -> list[Event] | None:
+def process_resting_order(engine: EngineState, c: PlaceOrder) -> list[Event] | None:
     """Fused handle+apply of a valid GTC limit order that rests without trading."""
     if c.tif != GTC or c.order_type != LIMIT:
         return None
@@ -86,7 +82,7 @@ def process_resting_order(engine: Engine, c: PlaceOrder) -> list[Event] | None:
     return [event]
 
 
-def process_cancel(engine: Engine, c: CancelOrder) -> list[Event] | None:
+def process_cancel(engine: EngineState, c: CancelOrder) -> list[Event] | None:
     """Fused handle+apply of a cancel that succeeds."""
     cid = c.client_id
     seq = c.client_seq

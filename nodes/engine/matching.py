@@ -8,8 +8,7 @@ trades with its own account (the resting order is cancelled with ``SELF_TRADE``)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from nodes.engine.base import EngineState
 from nodes.engine.book import BookSide
 from nodes.engine.commands import (
     AddInstrument,
@@ -41,9 +40,6 @@ from nodes.engine.types import (
     Reason,
 )
 
-if TYPE_CHECKING:
-    from nodes.engine.engine import Engine
-
 R_INVALID_COMMAND = int(Reason.INVALID_COMMAND)
 R_UNKNOWN_INSTRUMENT = int(Reason.UNKNOWN_INSTRUMENT)
 R_INSTRUMENT_EXISTS = int(Reason.INSTRUMENT_EXISTS)
@@ -65,7 +61,7 @@ NO_LIMIT = -(1 << 80)
 _STATUS_REJECT = {HALTED: R_INSTRUMENT_HALTED, CANCEL_ONLY: int(Reason.INSTRUMENT_CANCEL_ONLY)}
 
 
-def handle_place(engine: Engine, c: PlaceOrder, cid: str, seq: int, ts: int) -> list[Event]:
+def handle_place(engine: EngineState, c: PlaceOrder, cid: str, seq: int, ts: int) -> list[Event]:
     book = engine._books.get(c.symbol)
     if book is None:
         return [OrderRejected(cid, seq, ts, R_UNKNOWN_INSTRUMENT, 0)]
@@ -122,7 +118,7 @@ def handle_place(engine: Engine, c: PlaceOrder, cid: str, seq: int, ts: int) -> 
     return events
 
 
-def handle_cancel(engine: Engine, c: CancelOrder, cid: str, seq: int, ts: int) -> list[Event]:
+def handle_cancel(engine: EngineState, c: CancelOrder, cid: str, seq: int, ts: int) -> list[Event]:
     order = engine._orders.get(c.order_id)
     if order is None:
         return [OrderRejected(cid, seq, ts, R_UNKNOWN_ORDER, c.order_id)]
@@ -135,7 +131,9 @@ def handle_cancel(engine: Engine, c: CancelOrder, cid: str, seq: int, ts: int) -
     ]
 
 
-def handle_replace(engine: Engine, c: ReplaceOrder, cid: str, seq: int, ts: int) -> list[Event]:
+def handle_replace(
+    engine: EngineState, c: ReplaceOrder, cid: str, seq: int, ts: int
+) -> list[Event]:
     order_id = c.order_id
     order = engine._orders.get(order_id)
     if order is None:
@@ -175,7 +173,7 @@ def handle_replace(engine: Engine, c: ReplaceOrder, cid: str, seq: int, ts: int)
 
 
 def handle_add_instrument(
-    engine: Engine, c: AddInstrument, cid: str, seq: int, ts: int
+    engine: EngineState, c: AddInstrument, cid: str, seq: int, ts: int
 ) -> list[Event]:
     if c.symbol in engine._books:
         return [OrderRejected(cid, seq, ts, R_INSTRUMENT_EXISTS, 0)]
@@ -193,7 +191,7 @@ def handle_add_instrument(
 
 
 def handle_set_status(
-    engine: Engine, c: SetInstrumentStatus, cid: str, seq: int, ts: int
+    engine: EngineState, c: SetInstrumentStatus, cid: str, seq: int, ts: int
 ) -> list[Event]:
     if c.symbol not in engine._books:
         return [OrderRejected(cid, seq, ts, R_UNKNOWN_INSTRUMENT, 0)]

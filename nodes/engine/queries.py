@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from nodes.engine.base import EngineState
 from nodes.engine.book import BookSide
 from nodes.engine.types import BUY, SELL, InstrumentStatus, Side, TimeInForce
-
-if TYPE_CHECKING:
-    from nodes.engine.engine import Engine
 
 
 def _status_name(status: int) -> str:
     return InstrumentStatus(status).name.lower()
 
 
-def symbols(engine: Engine) -> list[str]:
+def symbols(engine: EngineState) -> list[str]:
     return sorted(engine._books)
 
 
-def instrument(engine: Engine, symbol: str) -> dict | None:
+def instrument(engine: EngineState, symbol: str) -> dict | None:
     """An instrument's trading rules and status, JSON-friendly; None if unknown."""
     book = engine._books.get(symbol)
     if book is None:
@@ -34,7 +30,7 @@ def instrument(engine: Engine, symbol: str) -> dict | None:
     }
 
 
-def depth(engine: Engine, symbol: str, levels: int = 10) -> dict | None:
+def depth(engine: EngineState, symbol: str, levels: int = 10) -> dict | None:
     """Aggregated book: ``bids``/``asks`` as ``[price, qty, order count]`` lists,
     best first, at most ``levels`` each. None for an unknown symbol."""
     book = engine._books.get(symbol)
@@ -58,7 +54,7 @@ def depth(engine: Engine, symbol: str, levels: int = 10) -> dict | None:
     }
 
 
-def order_status(engine: Engine, order_id: int) -> dict | None:
+def order_status(engine: EngineState, order_id: int) -> dict | None:
     """A resting order's state; ``{"order_id", "status": "closed"}`` for an order
     that was filled, cancelled or never rested (the event log has its history);
     None for an id the engine never assigned."""

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from nodes.engine import statehash
+from nodes.engine.base import EngineState
 from nodes.engine.book import Book, BookSide, Order
 from nodes.engine.clients import EMPTY_RING, window
 from nodes.engine.codec import CodecError
 from nodes.engine.types import BUY, DEDUP_WINDOW, SELL
-
-if TYPE_CHECKING:
-    from nodes.engine.engine import Engine
 
 SNAPSHOT_MAGIC = b"TESNAP"
 SNAPSHOT_VERSION = 2
@@ -40,7 +37,7 @@ class SnapshotVersionError(CodecError):
     """A snapshot of a version this engine does not read."""
 
 
-def state(engine: Engine) -> list:
+def state(engine: EngineState) -> list:
     """The canonical state (see the module's docstring)."""
     books = []
     for symbol in sorted(engine._books):
@@ -74,11 +71,11 @@ def state(engine: Engine) -> list:
     return [engine.position, engine._last_order_id, books, clients, open_command, incoming]
 
 
-def digest(engine: Engine) -> str:
+def digest(engine: EngineState) -> str:
     return hashlib.sha256(_encode(state(engine))).hexdigest()
 
 
-def snapshot(engine: Engine) -> bytes:
+def snapshot(engine: EngineState) -> bytes:
     body = _encode(state(engine))
     digest = hashlib.sha256(body).hexdigest()
     return (
@@ -107,7 +104,7 @@ def parts(data: bytes) -> tuple[int, str, msgspec.Raw]:
         raise CodecError(f"snapshot is corrupt: {exc}") from exc
 
 
-def restore(cls: type[Engine], data: bytes) -> Engine:
+def restore(cls: type[EngineState], data: bytes) -> EngineState:
     found = version(data)
     if found != SNAPSHOT_VERSION:
         raise SnapshotVersionError(
@@ -119,9 +116,9 @@ def restore(cls: type[Engine], data: bytes) -> Engine:
                 else ")"
             )
         )
-    running_hash, digest, body = parts(data)
+    running_hash, carried, body = parts(data)
     try:
-        if hashlib.sha256(body).hexdigest() != digest:
+        if hashlib.sha256(body).hexdigest() != carried:
             raise CodecError("snapshot is corrupt: digest mismatch")
         engine = cls()
         _load(engine, msgspec.msgpack.decode(body))
@@ -130,12 +127,12 @@ def restore(cls: type[Engine], data: bytes) -> Engine:
         raise
     except (msgspec.DecodeError, ValueError, TypeError, KeyError, IndexError) as exc:
         raise CodecError(f"snapshot is corrupt: {exc}") from exc
-    if engine.digest() != digest:
+    if digest(engine) != carried:
         raise CodecError("snapshot is corrupt: restored state differs from its digest")
     return engine
 
 
-def _load(engine: Engine, state: list) -> None:
+def _load(engine: EngineState, state: list) -> None:
     position, last_order_id, books, clients, open_command, incoming = state
     engine.position = position
     engine._last_order_id = last_order_id
