@@ -120,10 +120,16 @@ ACK_REPLAYED = "replayed"
 
 
 def ack_refusal(keys: ReplicationKeys, cluster: str, fields: dict, node: str, position: int, term: int,
-                archive_id: str, nonces: dict[str, int]) -> tuple[str, str] | None:
-    """(code, reason) when the ack must not count, None when it may (its nonce is then
-    remembered in `nonces`, per node: an ack whose nonce is not above the last one taken
-    from that node is a replay)."""
+                archive_id: str, nonces: dict[str, tuple[int, int]]) -> tuple[str, str] | None:
+    """(code, reason) when the ack must not count, None when it may.
+
+    `nonces` remembers, per node, the highest nonce and position taken from it. An ack
+    whose nonce is not above that nonce and whose position is not above that position is
+    a replay: counted, and it changes nothing. One whose nonce is behind but whose position
+    is ahead is taken: its follower restarted on a clock that stepped back (nonces come
+    from the clock), and refusing it would stall every commit that needs it until the clock
+    caught up. A replay cannot use this: a genuine ack, signed for this term and archive,
+    only ever claims positions the follower held in them."""
     key_id_raw, nonce_raw, given = fields.get(b"k"), fields.get(b"q"), fields.get(b"s")
     if key_id_raw is None or nonce_raw is None or given is None:
         return ACK_UNSIGNED, "unsigned ack: the cluster's acks are signed"
@@ -137,7 +143,8 @@ def ack_refusal(keys: ReplicationKeys, cluster: str, fields: dict, node: str, po
         return ACK_BAD_SIGNATURE, "the ack's nonce is not a number"
     if not hmac.compare_digest(ack_mac(secret, cluster, node, position, term, archive_id, nonce, key_id), given):
         return ACK_BAD_SIGNATURE, f"bad signature with replication key {key_id!r}"
-    if nonce <= nonces.get(node, 0):
-        return ACK_REPLAYED, f"replayed ack of {node}: nonce {nonce} not above {nonces[node]}"
-    nonces[node] = nonce
+    last_nonce, last_position = nonces.get(node, (0, -1))
+    if nonce <= last_nonce and position <= last_position:
+        return ACK_REPLAYED, f"replayed ack of {node}: nonce {nonce} not above {last_nonce}"
+    nonces[node] = (max(nonce, last_nonce) if position <= last_position else nonce, max(position, last_position))
     return None

@@ -22,10 +22,10 @@ def refusal(fields: dict, nonces: dict, position: int = 10, term: int = 3):
 
 
 def test_a_signed_ack_counts_with_the_signing_key_or_the_one_before():
-    nonces: dict[str, int] = {}
+    nonces: dict[str, tuple[int, int]] = {}
     assert refusal(ack("r-old", nonce=5), nonces) is None
     assert refusal(ack("r-new", nonce=6), nonces) is None
-    assert nonces == {"n2": 6}
+    assert nonces == {"n2": (6, 10)}
 
 
 @pytest.mark.parametrize(
@@ -41,18 +41,29 @@ def test_a_signed_ack_counts_with_the_signing_key_or_the_one_before():
     ],
 )  # fmt: skip
 def test_forged_acks_are_refused(fields, read_as, code):
-    nonces: dict[str, int] = {}
+    nonces: dict[str, tuple[int, int]] = {}
     assert refusal(fields, nonces, **read_as) == code
     assert nonces == {}  # a refused ack teaches nothing
 
 
 def test_a_replayed_ack_is_refused_and_the_nonce_stays():
-    nonces: dict[str, int] = {}
-    genuine = ack(nonce=7)
+    nonces: dict[str, tuple[int, int]] = {}
+    genuine = ack(nonce=7, position=10)
     assert refusal(genuine, nonces) is None
     assert refusal(genuine, nonces) == signing.ACK_REPLAYED
-    assert refusal(ack(nonce=6, position=12), nonces, position=12) == signing.ACK_REPLAYED  # older, re-signed
-    assert nonces == {"n2": 7}
+    assert refusal(ack(nonce=6, position=9), nonces, position=9) == signing.ACK_REPLAYED  # an older one
+    assert nonces == {"n2": (7, 10)}
+
+
+def test_a_follower_restarted_on_a_clock_that_stepped_back_is_heard():
+    # Its nonces (from the clock) are behind those of its earlier run, but its acks claim
+    # positions past what was taken: refusing them would stall every commit needing it.
+    nonces: dict[str, tuple[int, int]] = {}
+    assert refusal(ack(nonce=10_000, position=10), nonces) is None
+    assert refusal(ack(nonce=50, position=11), nonces, position=11) is None
+    assert nonces == {"n2": (50, 11)}
+    assert refusal(ack(nonce=51, position=12), nonces, position=12) is None  # and goes on
+    assert refusal(ack(nonce=50, position=11), nonces, position=11) == signing.ACK_REPLAYED
 
 
 def test_nonces_increase_even_when_asked_faster_than_the_clock():
