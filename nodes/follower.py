@@ -16,6 +16,7 @@ import time
 import wire
 from archive import DeadLetters, FencedWrites, RedisEventReader, TrimmedError, delete_replay
 from archive.fenced import verdict
+from nodes.context import RoleContext
 from nodes.install import SnapshotNeeded
 from nodes.protocol.fencing import FenceVerdict
 from wire import rpc, signing
@@ -34,31 +35,31 @@ LIVE_AGAIN_AT = 0.25
 class Follower:
     """Follows one leader in one term; recreated when either changes."""
 
-    def __init__(self, node, term: int, leader: str) -> None:
-        self.node = node
+    def __init__(self, ctx: RoleContext, term: int, leader: str) -> None:
+        self.ctx = ctx
         self.term = term
         self.leader = leader
-        self.cluster = node.view.cluster
-        self.redis = node.redis
+        self.cluster = ctx.view.cluster
+        self.redis = ctx.redis
         cluster_keys = keys(self.cluster)
         # One connection of our own for the loop: each cycle is one round trip, the ack
         # of what we archived and the next read sent together (wire.redisconn).
-        self.line = DirectConnection(self.redis, node.stats)
+        self.line = DirectConnection(self.redis, ctx.stats)
         self.live = RedisEventReader(
             self.redis, wire.events_key(self.cluster, term), line=self.line, keys=self._replication_keys
         )
-        self.replay_key = cluster_keys.replay(node.config.name)
+        self.replay_key = cluster_keys.replay(ctx.name)
         self.acks_key = wire.acks_key(self.cluster)
         self.fenced = FencedWrites(self.redis, self.cluster)
-        self.dead_letters = DeadLetters(self.redis, self.cluster, node.config.name)
+        self.dead_letters = DeadLetters(self.redis, self.cluster, ctx.name)
         self.fence_refused: str = ""  # why our last ack was refused, for the status
         self._read_after: int | None = None  # a read is in flight, from this position
-        self._ack_nonces = node.ack_nonces  # one per process: they must increase across terms
+        self._ack_nonces = ctx.ack_nonces  # one per process: they must increase across terms
 
     def _replication_keys(self) -> dict[str, bytes] | None:
         """The keys entries must be signed with: every published entry is, once the control
         plane hands out keys."""
-        keys = self.node.view.replication_keys
+        keys = self.ctx.view.replication_keys
         return keys.keys if keys is not None else None
 
     def stop(self) -> None:
@@ -67,7 +68,7 @@ class Follower:
         self._read_after = None
 
     def cycle(self) -> str:
-        state = self.node.state
+        state = self.ctx.state
         if self._read_after is None:
             self._send_ack_and_read()
         after = self._read_after
@@ -87,7 +88,7 @@ class Follower:
 
     def _send_ack_and_read(self) -> None:
         """Ack our archived position and ask for what follows it, in one round trip."""
-        after = self.node.state.archived
+        after = self.ctx.state.archived
         self.line.send((self._ack_command(), self.live.read_command(after, block_ms=100, count=READ_COUNT)))
         self._read_after = after
 
@@ -101,7 +102,7 @@ class Follower:
         while reader.rejected:
             entry_id, code, reason, fields = reader.rejected.pop()
             name = stream if code == "malformed" else f"{stream}.{code}"
-            self.node.stats.count_rejected(name)
+            self.ctx.stats.count_rejected(name)
             self.dead_letters.set_aside(name, entry_id, reason, fields)
 
     def store(self, entries: list, live: bool = True) -> None:
@@ -120,9 +121,9 @@ class Follower:
                 if not entries:
                     time.sleep(0.1)
                     return
-        state = self.node.state
+        state = self.ctx.state
         state.append(entries)
-        stats = self.node.stats
+        stats = self.ctx.stats
         stats.cycles += 1
         stats.items += len(entries)
         stats.appends += 1
@@ -132,7 +133,7 @@ class Follower:
         else:
             self.acknowledge()
         state.engine.apply_records([entry.payload for entry in entries])
-        self.node.after_batch()
+        self.ctx.after_batch()
 
     def acknowledge(self) -> None:
         """Ack our archived position, fenced: an ack of our term enters the ack stream
@@ -143,10 +144,10 @@ class Follower:
         self._ack_verdict(self.line.call(*self._ack_command()))
 
     def _ack_command(self) -> tuple:
-        state = self.node.state
-        name, position, archive_id = self.node.config.name, state.archived, state.archive_id
+        state = self.ctx.state
+        name, position, archive_id = self.ctx.config.name, state.archived, state.archive_id
         fields: dict = {"n": name, "p": position, "t": self.term, "a": archive_id}
-        keys = self.node.view.replication_keys
+        keys = self.ctx.view.replication_keys
         if keys is not None:  # one MAC an ack (wire.signing): the leader counts no other
             nonce = self._ack_nonces.next()
             fields["q"] = nonce
@@ -163,7 +164,7 @@ class Follower:
 
     def catch_up(self, trimmed: TrimmedError) -> str:
         """Replay the missing range from the leader's archive, then resume live."""
-        start = self.node.state.position + 1
+        start = self.ctx.state.position + 1
         log.warning(
             "position %d is not in the live stream (it starts at %d): catching up from %s's archive",
             start,
@@ -173,14 +174,14 @@ class Follower:
         try:
             end = rpc.ask(
                 self.redis, self.cluster, self.leader, "replay", timeout=60,
-                start=start, node=self.node.config.name,
+                start=start, node=self.ctx.config.name,
             )  # fmt: skip
         except rpc.BelowRetention as below:
             raise SnapshotNeeded(f"position {start} is no longer in {self.leader}'s archive ({below})") from below
         reader = RedisEventReader(self.redis, self.replay_key, keys=self._replication_keys)
         progress_at = time.monotonic()
-        state = self.node.state
-        while state.position < end and not self.node.stopping.is_set():
+        state = self.ctx.state
+        while state.position < end and not self.ctx.stop.is_set():
             entries = reader.read(state.position, block_ms=200, count=READ_COUNT)
             self._set_aside(reader, "replay")
             if entries:
@@ -195,10 +196,10 @@ class Follower:
                     f"the replay from {self.leader} brought nothing for {CATCH_UP_STALL_S:.0f} s "
                     f"at position {state.position} of {end}; asking again"
                 )
-        delete_replay(self.redis, self.cluster, self.node.config.name)
+        delete_replay(self.redis, self.cluster, self.ctx.config.name)
         return (
             f"follower of {self.leader} (term {self.term}): caught up from the archive "
-            f"to position {self.node.state.position}"
+            f"to position {self.ctx.state.position}"
         )
 
     def _back_in_window(self) -> bool:
@@ -209,4 +210,4 @@ class Follower:
         if window is None:
             return False
         first, last = window
-        return self.node.state.position + 1 >= first + int((last - first) * LIVE_AGAIN_AT)
+        return self.ctx.state.position + 1 >= first + int((last - first) * LIVE_AGAIN_AT)

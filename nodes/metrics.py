@@ -110,7 +110,7 @@ class NodeCollector(Collector):
         roles.add_metric(labels, {"leader": role == "leader", "follower": role != "leader"})
         yield roles
         commit = getattr(leader, "commit_position", None)
-        tracker = getattr(leader, "tracker", None)
+        tracker = getattr(getattr(leader, "committer", None), "tracker", None)
         leading_at = getattr(tracker, "leader_position", None)
         yield gauge("commit_position", "While leading: the commit position.", commit)
         yield gauge(

@@ -152,11 +152,7 @@ class PeerService:
 
 def take_snapshot(node, args: dict) -> str:
     """Ask the node's loop to snapshot its state between two batches; wait for it."""
-    node.snapshot_done.clear()
-    node.snapshot_requested.set()
-    if not node.snapshot_done.wait(float(args.get("timeout", 60.0))):
-        return "snapshot still pending after the timeout"
-    return node.last_snapshot_status
+    return node.snapshots.request(float(args.get("timeout", 60.0)))
 
 
 def status(node, args: dict) -> dict:

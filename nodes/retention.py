@@ -14,6 +14,7 @@ import logging
 import threading
 
 from archive import LogSize, PostgresEventLog, PostgresSnapshotStore
+from nodes.context import Phase
 from nodes.protocol import retention
 from nodes.snapshotter import verified
 
@@ -51,7 +52,7 @@ class Retention:
     def run(self) -> None:
         try:
             while not self.stopping.is_set():
-                if not getattr(self.node, "installing", False):
+                if self.node.phase is not Phase.INSTALLING:
                     try:
                         self.status = self.run_once()
                     except Exception as error:  # a database outage, a bug: say so, retry next round

@@ -47,11 +47,20 @@ def modules(root: Path, packages: tuple[str, ...]) -> Iterator[tuple[str, Path]]
             yield name, path
 
 
-def imports(name: str, path: Path, known: set[str]) -> Iterator[tuple[int, str]]:
+def imports(name: str, path: Path, known: set[str], typing_too: bool = True) -> Iterator[tuple[int, str]]:
     """(line, module) for every import in the file; `from a import b` names a.b when that
-    is a module of ours, else a."""
+    is a module of ours, else a. `typing_too=False` leaves out the imports under
+    `if TYPE_CHECKING:` (annotations only: they make no loop at run time)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    skipped = set()
+    if not typing_too:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skipped.update(id(inner) for part in node.body for inner in ast.walk(part))
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name
@@ -112,7 +121,10 @@ def test_each_layer_imports_only_the_layers_below_it():
 def cycles(root: Path, packages: tuple[str, ...]) -> list[list[str]]:
     """Groups of modules that import each other, directly or round a loop (Tarjan)."""
     found = dict(modules(root, packages))
-    graph = {n: {m for _, m in imports(n, p, set(found)) if m in found and m != n} for n, p in found.items()}
+    graph = {
+        n: {m for _, m in imports(n, p, set(found), typing_too=False) if m in found and m != n}
+        for n, p in found.items()
+    }
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -148,7 +160,10 @@ def test_no_module_below_the_control_plane_imports_itself_round_a_loop():
 
 def test_the_cycle_check_finds_a_loop(tmp_path):
     write(tmp_path, {"nodes/__init__.py": "", "nodes/a.py": "from nodes import b\n",
-                     "nodes/b.py": "def f():\n    import nodes.c\n", "nodes/c.py": "from . import a\n"})  # fmt: skip
+                     "nodes/b.py": "def f():\n    import nodes.c\n", "nodes/c.py": "from . import a\n",
+                     "nodes/d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from nodes import e\n",
+                     "nodes/e.py": "from nodes import d\n"})  # fmt: skip
+    # a, b and c import each other round a loop; d imports e for its annotations only
     assert cycles(tmp_path, ("nodes",)) == [["nodes.a", "nodes.b", "nodes.c"]]
 
 

@@ -9,6 +9,7 @@ import pytest
 from redis import Redis
 
 from archive import PostgresEventLog, RedisEventReader, publish_replay
+from nodes.context import Phase
 from nodes.retention import Retention
 from nodes.snapshotter import Snapshotter
 from nodes.state import NodeState
@@ -21,7 +22,7 @@ def node_with(floor: int | None, keep: int) -> SimpleNamespace:
     return SimpleNamespace(
         view=SimpleNamespace(retention_floor=floor, keep_events=keep),
         config=SimpleNamespace(name="n1"),
-        installing=False,
+        phase=Phase.LIVE,
         stopping=threading.Event(),
     )
 

@@ -358,7 +358,7 @@ class Node:
         write_quorum = view.write_quorum
         commit = tracker.commit_position(write_quorum)
         if commit > 0 and (role.settled_quorum < 0 or write_quorum < role.settled_quorum):
-            role.settled_quorum = write_quorum  # as nodes/leader.py: the lowest W a commit of its own used
+            role.settled_quorum = write_quorum  # as nodes/committer.py: the lowest W a commit of its own used
         if commit > 0 and commit >= role.max_commit:
             role.max_commit = commit
             role.confirmed = view.version

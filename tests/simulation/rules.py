@@ -62,7 +62,7 @@ class Rules:
     # "used": a first version: the lowest W it computed its commit position with since that
     #         position first reached its own term. A W it already holds but has not used
     #         yet is missed; see test_settle_race.py.
-    # "held": the leader's rule (nodes/leader.py settled_quorum): also every W it has read
+    # "held": the leader's rule (nodes/committer.py settled_quorum): also every W it has read
     #         and the W of the view it holds when it builds the report.
     settle_report: str = "held"
 
