@@ -120,12 +120,15 @@ class Committer:
         self.thread.start()
 
     def join(self, timeout: float) -> None:
+        """After the archive thread's join (it finished, or was given up on): end now."""
+        self._until = None
         if self.thread.is_alive():
             self.thread.join(timeout)
         self.line.close()  # the next use (a thread that did not stop in time) connects again
 
     def _running(self) -> bool:
-        return not self.stop.is_set() or (self._until is not None and self._until.is_alive())
+        until = self._until
+        return not self.stop.is_set() or (until is not None and until.is_alive())
 
     def write_quorum(self) -> int:
         """The W to commit with now, from the latest heartbeat answer; remembered, since

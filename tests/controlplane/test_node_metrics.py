@@ -25,7 +25,9 @@ def fake_node(role: str = "leader", **leader) -> SimpleNamespace:
         config=SimpleNamespace(name="n1"),
         view=SimpleNamespace(cluster="c", role=role, term=3),
         state=SimpleNamespace(tail=(120, 3), engine=SimpleNamespace(position=118)),
-        role=SimpleNamespace(commit_position=leader.get("commit", 0), tracker=tracker) if role == "leader" else None,
+        role=SimpleNamespace(commit_position=leader.get("commit", 0), committer=SimpleNamespace(tracker=tracker))
+        if role == "leader"
+        else None,
         ready=True,
         cycle_done_at=0.0,
         gc_watch=GcWatch(),
