@@ -34,6 +34,27 @@ def window(client: list) -> list[list[int]]:
     return out
 
 
+def find(client: list, seq: int) -> tuple[int, int] | None:
+    """(first position, event count) of the command ``seq`` if the window holds it.
+
+    The window's sequences increase from its oldest command to its newest, so this is a
+    binary search: a leader that re-runs commands it already took (its lease lapsed)
+    answers each duplicate in a few steps, not a scan of the window."""
+    ring, n = client[1], client[2]
+    low, high = max(0, n - DEDUP_WINDOW), n - 1
+    while low <= high:
+        middle = (low + high) // 2
+        slot = middle % DEDUP_WINDOW * 3
+        found = ring[slot]
+        if found == seq:
+            return ring[slot + 1], ring[slot + 2]
+        if found < seq:
+            low = middle + 1
+        else:
+            high = middle - 1
+    return None
+
+
 def open_single(
     engine: EngineState, client: list | None, cid: str, seq: int, position: int
 ) -> None:

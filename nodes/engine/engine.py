@@ -39,7 +39,7 @@ from nodes.engine import applying, matching, queries, statehash
 from nodes.engine import snapshot as snapshots
 from nodes.engine.applying import EngineError
 from nodes.engine.base import EngineState
-from nodes.engine.clients import window
+from nodes.engine.clients import find
 from nodes.engine.codec import decode_events
 from nodes.engine.commands import (
     AddInstrument,
@@ -103,11 +103,9 @@ class Engine(EngineState):
             return [OrderRejected(cid, seq, ts, R_INVALID_SEQUENCE, 0)]
         client = self._clients.get(cid)
         if client is not None and seq <= client[0]:
-            for s, position, count in reversed(window(client)):  # rare: a scan is fine
-                if s == seq:
-                    return [CommandDuplicate(cid, seq, ts, position, count)]
-                if s < seq:
-                    break
+            found = find(client, seq)
+            if found is not None:
+                return [CommandDuplicate(cid, seq, ts, found[0], found[1])]
             return [OrderRejected(cid, seq, ts, R_STALE_SEQUENCE, 0)]
         handler = self._handlers.get(type(command))
         if handler is None:

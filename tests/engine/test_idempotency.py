@@ -136,3 +136,24 @@ def test_window_wraps_around_and_survives_a_snapshot(engine):
 def test_sequence_too_large_is_invalid(engine):
     events = engine.process(CancelOrder("alice", 1 << 63, "alice", 999))
     assert events[0].reason == Reason.INVALID_SEQUENCE
+
+
+def test_the_window_lookup_finds_what_a_scan_of_the_window_finds():
+    # Sequences with gaps (a rejected command consumes none), past the ring's wrap-around.
+    import random
+
+    from nodes.engine.clients import find, new_client, window
+    from nodes.engine.types import DEDUP_WINDOW
+
+    rng = random.Random(5)
+    client = new_client()
+    seq = 0
+    for count in (1, DEDUP_WINDOW - 1, DEDUP_WINDOW, 2 * DEDUP_WINDOW + 7):
+        while client[2] < count:
+            seq += rng.choice((1, 1, 2, 5))
+            slot = client[2] % DEDUP_WINDOW * 3
+            client[1][slot : slot + 3] = type(client[1])("q", [seq, 10 * seq, seq % 7 + 1])
+            client[0], client[2] = seq, client[2] + 1
+        held = {s: (position, events) for s, position, events in window(client)}
+        for asked in range(max(1, seq - 3 * DEDUP_WINDOW), seq + 3):
+            assert find(client, asked) == held.get(asked), asked
