@@ -21,7 +21,6 @@ from controlplane.clusters.models import (
     NodeRole,
     NodeStatus,
     OperatorAction,
-    ReplicationKey,
     RoleChange,
     TradingAccount,
     TradingClient,
@@ -139,23 +138,6 @@ class ClusterForm(forms.ModelForm):
         return cleaned
 
 
-class ReplicationKeyInline(admin.TabularInline):
-    """The keys acks and live-stream entries are signed with; rotated with the cluster action
-    (or manage.py replication_key); secrets never shown."""
-
-    model = ReplicationKey
-    extra = 0
-    can_delete = False
-    fields = ["key_id", "created_at", "retired_at"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
     list_display = [
@@ -195,7 +177,7 @@ class ClusterAdmin(admin.ModelAdmin):
         "paused_at",
         "created_at",
     ]
-    inlines = [NodeInline, ReplicationKeyInline]
+    inlines = [NodeInline]
     form = ClusterForm
     actions = ["make_follower_leader", "force_leader", "pause", "resume", "rotate_replication_key"]
 

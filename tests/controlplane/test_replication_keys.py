@@ -75,16 +75,13 @@ def test_the_command_lists_and_rotates_and_names_a_bad_cluster(cluster, capsys):
         call_command("replication_key", "list", "nope")
 
 
-def test_the_admin_shows_the_keys_without_secrets_and_rotates(cluster, client):
+def test_the_admin_rotates_without_showing_secrets(cluster, client):
     from django.contrib.auth.models import User
 
-    first = answer(cluster)["signing"]
+    answer(cluster)
     client.force_login(User.objects.create_superuser("root", password="pw-root-123"))
-    page = client.get(f"/admin/clusters/cluster/{cluster.pk}/change/")
-    assert page.status_code == 200
-    assert first.encode() in page.content
-    assert ReplicationKey.objects.get(key_id=first).secret.encode() not in page.content
     done = client.post("/admin/clusters/cluster/", {"action": "rotate_replication_key",
                                                     "_selected_action": [cluster.pk]}, follow=True)  # fmt: skip
     assert b"new replication key r-" in done.content
+    assert all(key.secret.encode() not in done.content for key in ReplicationKey.objects.all())
     assert ReplicationKey.objects.filter(cluster=cluster, retired_at__isnull=True).count() == 2
