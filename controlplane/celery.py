@@ -1,7 +1,8 @@
 """The control plane's Celery application: the supervisor's beat task and worker.
 
-The nodes have an app of their own (nodes/celery_app.py) with no Django and no tasks:
-the control plane reaches a node on its request stream (wire/rpc.py).
+The nodes have an app of their own (nodes/celery_app.py) with no Django; the control
+plane reaches a node by sending it the `nodes.request` task, by name, on the node's own
+queue (wire/rpc.py).
 """
 
 from __future__ import annotations

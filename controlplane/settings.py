@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -239,6 +240,7 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: the nodes are Celery workers; control messages travel as tasks on Redis.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS.celery_url())
+CELERY_BROKER_URL_SET = bool(os.environ.get("CELERY_BROKER_URL"))  # else requests to nodes follow REDIS_URL
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS.celery_url())
 CELERY_BROKER_TRANSPORT_OPTIONS = REDIS.celery_transport_options()
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = REDIS.celery_transport_options()

@@ -1,7 +1,8 @@
 """The nodes' own Celery application: a node host needs only its own variables, no Django.
 
-The app only hosts the node's loop as a worker bootstep (nodes/worker.py); it has no
-tasks: requests to a node go on its Redis request stream (wire/rpc.py).
+The app hosts the node's loop as a worker bootstep (nodes/worker.py) and one task,
+`nodes.request`: how peers and the control plane reach a node (wire/rpc.py). Nodes send
+their requests to peers through it too.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import time
 import wire
 from archive import DeadLetters, FencedWrites, RedisEventReader, TrimmedError, delete_replay
 from archive.fenced import verdict
+from nodes.celery_app import app as celery_app
 from nodes.context import RoleContext
 from nodes.install import SnapshotNeeded
 from nodes.protocol.fencing import FenceVerdict
@@ -173,7 +174,7 @@ class Follower:
         )
         try:
             end = rpc.ask(
-                self.redis, self.cluster, self.leader, "replay", timeout=60,
+                celery_app, self.redis, self.cluster, self.leader, "replay", timeout=60,
                 start=start, node=self.ctx.config.name,
             )  # fmt: skip
         except rpc.BelowRetention as below:

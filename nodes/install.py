@@ -37,6 +37,7 @@ from archive import (
     delete_replay,
     publish_replay,
 )
+from nodes.celery_app import app as celery_app
 from nodes.engine import Engine
 from nodes.snapshotter import verified
 from nodes.state import collector_paused
@@ -108,7 +109,7 @@ def install(node, source: str) -> str:
     state, redis, cluster, name = node.state, node.redis, node.view.cluster, node.config.name
     started = time.monotonic()
     node.set_status(f"installing a snapshot: asking {source} for its latest")
-    offer = rpc.ask(redis, cluster, source, "snapshot", timeout=120, node=name)
+    offer = rpc.ask(celery_app, redis, cluster, source, "snapshot", timeout=120, node=name)
     position, digest, end = int(offer["position"]), str(offer["digest"]), int(offer["end"])
     data = b"".join(redis.lrange(snapshot_key(cluster, name), 0, -1))
     redis.delete(snapshot_key(cluster, name))

@@ -1,8 +1,9 @@
-"""The node's side of its request stream (wire/rpc.py): answers peers and the control plane.
+"""The node's side of its requests (wire/rpc.py): answers peers and the control plane.
 
-Requests addressed to this node are served from a thread of its own with its own archive
-connection (the loop keeps appending meanwhile); queries of the engine and snapshot
-requests are handed to the loop, which runs them between two batches.
+Requests addressed to this node are Celery tasks on its queue, run on the worker's own
+thread with their own archive connection (the loop keeps appending meanwhile); queries
+of the engine and snapshot requests are handed to the loop, which runs them between two
+batches.
 """
 
 from __future__ import annotations
@@ -29,59 +30,47 @@ log = logging.getLogger(__name__)
 
 
 class PeerService:
-    """Answers this node's requests until stopped."""
+    """Answers this node's requests: the worker runs each `nodes.request` task it takes
+    from the node's queue through `handle`, on the worker's own thread."""
 
     def __init__(self, node) -> None:
         self.node = node
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, name=f"peer-{node.config.name}", daemon=True)
         self._log: PostgresEventLog | None = None
         self._snapshots: PostgresSnapshotStore | None = None
 
-    def start(self) -> None:
-        self.thread.start()
-
     def stop(self) -> None:
-        self.stopping.set()
-
-    def run(self) -> None:
-        redis = self.node.redis
-        key = rpc.requests_key(self.node.view.cluster, self.node.config.name)
-        cursor = wire.StreamCursor()
-        while not self.stopping.is_set():
-            try:
-                reply = redis.xread({key: cursor.last_id}, count=10, block=500)
-                if not reply and cursor.check_reset(redis, key):
-                    log.warning("peer requests stream %s started over (Redis restarted?): reading it from the start", key)
-                for _key, rows in reply or []:
-                    for entry_id, fields in rows:
-                        cursor.advance(entry_id)
-                        self.answer(entry_id, fields)
-            except redis_lib.RedisError as error:
-                log.warning("peer service: Redis error %s", error)
-                self.stopping.wait(0.5)
         for store in (self._log, self._snapshots):
             if store is not None:
                 store.close()
+        self._log = self._snapshots = None
 
-    def answer(self, entry_id: bytes, fields: dict) -> None:
+    def handle(self, request_id: str, args: tuple, kwargs: dict) -> None:
+        """One request: [op, answer list, arguments]; anything else is poison."""
         try:
-            op = fields[b"op"].decode()
-            answer_key = fields[b"answer"].decode()
-            args = wire.decode(fields[b"args"])
-            if not isinstance(args, dict) or not answer_key.startswith(rpc.answer_prefix(self.node.view.cluster)):
-                raise ValueError("not a peer request")
-        except Exception as error:  # poison: set aside, never answered, never retried
+            if kwargs or len(args) != 3:
+                raise ValueError(f"expected [op, answer, arguments], got {len(args)} arguments and {sorted(kwargs)}")
+            op, answer_key, arguments = args
+            if not isinstance(op, str) or not isinstance(arguments, dict):
+                raise ValueError("op must be a string and the arguments an object")
+            if not isinstance(answer_key, str) or not answer_key.startswith(rpc.answer_prefix(self.node.view.cluster)):
+                raise ValueError("the answer key is not one of this cluster's answer lists")
+        except ValueError as error:  # poison: set aside, never answered
             DeadLetters(self.node.redis, self.node.view.cluster, self.node.config.name).set_aside(
-                "requests", entry_id, f"{type(error).__name__}: {error}", fields
+                "requests", request_id or "", str(error), repr((args, kwargs))[:1000]
             )
             return
         if op == "take_snapshot":  # waits for the loop's snapshot: not on this thread
-            threading.Thread(target=self.reply, args=(op, args, answer_key), daemon=True).start()
+            threading.Thread(target=self.reply, args=(op, arguments, answer_key), daemon=True).start()
         else:
-            self.reply(op, args, answer_key)
+            self.reply(op, arguments, answer_key)
 
     def reply(self, op: str, args: dict, answer_key: str) -> None:
+        try:
+            self._reply(op, args, answer_key)
+        except redis_lib.RedisError as error:  # the asker times out and asks again
+            log.warning("request %s: its answer could not be sent: %s", op, error)
+
+    def _reply(self, op: str, args: dict, answer_key: str) -> None:
         answered = False
 
         def send(result: tuple) -> None:
@@ -118,8 +107,9 @@ class PeerService:
             archive.refresh_tail()
             return term_ranges(archive)
         if op == "replay":
-            end, _ = archive.refresh_tail()
             start = int(args["start"])
+            log.info("%s asks for a replay of the archive from position %d", args["node"], start)
+            end, _ = archive.refresh_tail()
             if start <= end:
                 started = (lambda: early(end)) if early is not None else None
                 keys = self.node.view.replication_keys

@@ -18,6 +18,7 @@ import redis as redis_lib
 
 from archive import ArchiveError
 from nodes import install
+from nodes.celery_app import app as celery_app
 from nodes.context import Phase
 from nodes.control import ClusterView, NodeRefused
 from nodes.engine import CodecError
@@ -131,7 +132,7 @@ def rejoin(node: Node, view: ClusterView) -> str | None:
     if not rejoin_rule.needs_rejoin(tail, tail_term, view.term):
         return None  # nothing written before this term: nothing to disagree on
     try:
-        theirs = rpc.ask(node.redis, view.cluster, view.leader, "terms", timeout=3)
+        theirs = rpc.ask(celery_app, node.redis, view.cluster, view.leader, "terms", timeout=3)
     except rpc.PeerUnavailable as error:
         time.sleep(0.2)
         return f"follower: waiting to compare logs with leader {view.leader} ({error})"

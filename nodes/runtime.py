@@ -2,7 +2,7 @@
 
 Around it, each in a module of its own: heartbeats and the lease (nodes/heartbeat.py),
 recovery, rejoin and snapshot installs (nodes/recovery.py), the snapshot schedule
-(nodes/snapshots.py), the request stream's server (nodes/peer.py), retention
+(nodes/snapshots.py), the answers to requests (nodes/peer.py), retention
 (nodes/retention.py). Roles get a typed context (nodes/context.py), not the node.
 """
 
@@ -49,9 +49,10 @@ class Node:
 
     Threads: the loop thread owns the state (engine + archive) and the phase; the
     heartbeat thread reports to the control plane and swaps in the answer (`view`, an
-    immutable value); a leader adds its archive and commit threads; the peer thread
-    answers the node's request stream and hands engine queries and snapshot requests to
-    the loop; the retention thread trims the archive.
+    immutable value); a leader adds its archive and commit threads; the worker's own
+    thread runs the requests sent to the node (`nodes.request` tasks, nodes/peer.py) and
+    hands engine queries and snapshot requests to the loop; the retention thread trims
+    the archive.
     """
 
     def __init__(self, config: NodeConfig, control: ControlPlane, on_exit=None) -> None:
@@ -139,8 +140,7 @@ class Node:
         self.heartbeats.start()
         recovery.recover_until_done(self)
         self.cycle_done_at = time.monotonic()  # start-up replay is not a stall: it reports "starting"
-        self.peer_service = peer.PeerService(self)
-        self.peer_service.start()
+        self.peer_service = peer.PeerService(self)  # requests are answered from now on
         self.retention = Retention(self, self.view.archive_location)
         self.retention.start()
         while not self.stopping.is_set():

@@ -6,10 +6,10 @@ Start a node with:
 
 The loop is a long-lived service with start/stop (a bootstep), never a task: a task
 would be re-delivered after the broker's visibility timeout and run twice. The worker
-consumes its own queue `node.NAME` (Celery needs one; it keeps the worker off the other
-apps' queues) but no task runs on a node: peers and the control plane reach it through
-its request stream (wire/rpc.py, answered by nodes/peer.py). SIGTERM makes Celery stop
-its bootsteps: the node finishes the batch in hand and exits.
+consumes its own queue `node.NAME`, where peers and the control plane send it short
+requests as `nodes.request` tasks (wire/rpc.py, answered by nodes/peer.py): take a
+snapshot, status, refresh, stop, replay your archive, your terms, a book query. SIGTERM
+makes Celery stop its bootsteps: the node finishes the batch in hand and exits.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from nodes.celery_app import app
 from nodes.config import NodeConfig
 from nodes.control import HttpControlPlane
 from nodes.runtime import Node
+from wire import rpc
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,19 @@ def _stop_worker(exit_code: int) -> None:
     state.should_stop = exit_code
 
 
-def node_queue(name: str) -> str:
-    return f"node.{name}"
+CURRENT: Node | None = None  # the node this worker process runs
+
+
+@app.task(name=rpc.TASK, bind=True, ignore_result=True)
+def request(task, *args, **kwargs) -> None:
+    """A request to this node from a peer or the control plane (wire/rpc.py): answered on
+    the list it names. Runs on the worker's own thread, beside the node's loop."""
+    node = CURRENT
+    service = node.peer_service if node is not None else None
+    if service is None:  # still starting: the asker times out and asks again
+        log.info("request %s: the node is not serving requests yet", task.request.id)
+        return
+    service.handle(task.request.id, args, kwargs)
 
 
 class NodeStep(bootsteps.StartStopStep):
@@ -59,9 +71,10 @@ class NodeStep(bootsteps.StartStopStep):
         # A node whose loop ends on its own (refused, crashed) must not leave an empty
         # worker behind: stop the whole worker with a non-zero status, so the process
         # supervisor restarts it (a SIGTERM would exit 0, which runners leave alone).
-        self.node = Node(config, control, on_exit=_stop_worker)
+        global CURRENT
+        self.node = CURRENT = Node(config, control, on_exit=_stop_worker)
         self.node.start()
-        log.info("node %s started (worker queue %s)", config.name, node_queue(config.name))
+        log.info("node %s started; requests on queue %s", config.name, rpc.queue(config.name))
 
     def stop(self, worker) -> None:
         if self.node is not None:

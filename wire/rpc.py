@@ -1,11 +1,14 @@
-"""Requests to one node over Redis: the one channel by which peers and the control plane reach a node.
+"""Requests to one node: the one channel by which peers and the control plane reach a node.
 
-A request is an entry on the node's stream `tec:{cluster}:requests:{node}`:
-  op = what to do, answer = a one-off list key the asker waits on, args = msgpack dict.
+A request is a Celery task, `nodes.request`, on the node's own queue `node.NAME` (the
+worker that runs the node consumes it; it is the only task a node runs):
+  args = [op, answer, arguments]: what to do, a one-off list key the asker waits on, and
+  a JSON object.
 The node (nodes/peer.py) answers with one msgpack message on the answer list:
   [True, result] or [False, reason] (reason ["below_retention", text] when retention cut
-the positions asked for). A lost request (Redis restarted) just times out, and the asker
-asks again: every request is idempotent.
+the positions asked for). A lost request (broker restarted, node down) just times out,
+and the asker asks again: every request is idempotent. A request that waited in the
+queue longer than its asker waits for the answer expires unrun.
 
 Ops: from peers `terms`, `replay`, `snapshot` (publish one for installing), `events`;
 from the control plane `depth`, `order`, `take_snapshot`, `status`, `refresh`, `stop`.
@@ -15,14 +18,48 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Protocol
 
 import redis as redis_lib
 
 import wire
+from base.env import redis_tls_options
+from wire.connection import RedisTarget
 from wire.keys import tagged
 
 BELOW_RETENTION = "below_retention"
 ASK_SLICE_S = 2.0  # longest single BLPOP of an answer (below the client's socket timeout)
+
+
+TASK = "nodes.request"
+
+
+class TaskSender(Protocol):
+    """A Celery app (the nodes' own, or the control plane's): what sends a request."""
+
+    def send_task(self, name: str, args: list, **options: object) -> object: ...
+
+
+def task_sender(target: RedisTarget) -> TaskSender:
+    """A Celery app that only sends requests, through this Redis (or the primary its
+    Sentinels name): for a process that reaches nodes on a Redis of its own choosing (a
+    drill's private one) rather than through its configured broker."""
+    from celery import Celery
+
+    url = target.celery_url()
+    app = Celery("tec-requests", broker=url, fixups=[], set_as_current=False)
+    app.conf.update(
+        broker_transport_options=target.celery_transport_options(),
+        broker_use_ssl=redis_tls_options(url),
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+    )
+    return app
+
+
+def queue(node: str) -> str:
+    """The node's own Celery queue: its worker consumes it and nothing else."""
+    return f"node.{node}"
 
 
 class PeerUnavailable(Exception):
@@ -31,10 +68,6 @@ class PeerUnavailable(Exception):
 
 class BelowRetention(PeerUnavailable):
     """The peer's archive no longer holds the positions asked for: install a snapshot."""
-
-
-def requests_key(cluster: str, node: str) -> str:
-    return f"{tagged(cluster)}:requests:{node}"
 
 
 def answer_prefix(cluster: str) -> str:
@@ -76,17 +109,16 @@ class Pending:
         return value
 
 
-def send(redis: redis_lib.Redis, cluster: str, peer: str, op: str, **args) -> Pending:
+def send(
+    tasks: TaskSender, redis: redis_lib.Redis, cluster: str, peer: str, op: str, *, expires: float = 60.0, **args
+) -> Pending:
+    """Send a request to `peer`; its answer will come on a list read through `redis`.
+    A request still queued after `expires` seconds is dropped unrun (its asker gave up)."""
     answer_key = f"{answer_prefix(cluster)}{uuid.uuid4().hex}"
-    redis.xadd(
-        requests_key(cluster, peer),
-        {"op": op, "answer": answer_key, "args": wire.encode(args)},
-        maxlen=100,
-        approximate=True,
-    )
+    tasks.send_task(TASK, args=[op, answer_key, args], queue=queue(peer), expires=expires)
     return Pending(redis, peer, op, answer_key)
 
 
-def ask(redis: redis_lib.Redis, cluster: str, peer: str, op: str, timeout: float, **args) -> object:
+def ask(tasks: TaskSender, redis: redis_lib.Redis, cluster: str, peer: str, op: str, timeout: float, **args) -> object:
     """Send a request and wait for its answer (see Pending.get)."""
-    return send(redis, cluster, peer, op, **args).get(timeout)
+    return send(tasks, redis, cluster, peer, op, expires=timeout, **args).get(timeout)

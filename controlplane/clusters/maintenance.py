@@ -151,7 +151,7 @@ def remove_node(node: Node | str, *, actor: services.Actor, reason: str = "") ->
 
 
 def request_snapshot(node: Node | str, *, actor: services.Actor) -> rpc.Pending:
-    """Ask a node to snapshot its state between two batches (a request on its stream,
+    """Ask a node to snapshot its state between two batches (a request on its queue,
     wire/rpc.py, sent after the audit row commits). Returns the pending request."""
     name = node.name if isinstance(node, Node) else node
     with transaction.atomic():
@@ -159,7 +159,7 @@ def request_snapshot(node: Node | str, *, actor: services.Actor) -> rpc.Pending:
         if target.status == NodeStatus.REMOVED:
             raise services.NotEligible(f"node {name} has been removed")
         audit(target.cluster, OperatorActionKind.SNAPSHOT, actor=actor, node=target, detail=f"snapshot of {name}")
-    return rpc.send(streams.connection(), target.cluster.name, name, "take_snapshot")
+    return rpc.send(streams.tasks(), streams.connection(), target.cluster.name, name, "take_snapshot")
 
 
 def rotate_node_secret(name: str, *, actor: services.Actor) -> str:

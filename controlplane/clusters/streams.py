@@ -10,6 +10,7 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from wire import rpc
 from wire.connection import RedisTarget
 
 
@@ -21,6 +22,22 @@ def target() -> RedisTarget:
 @cache
 def connection() -> redis.Redis:
     return target().client(health_check_interval=30)
+
+
+def tasks() -> rpc.TaskSender:
+    """What sends requests to the nodes (wire/rpc.py): the control plane's Celery app when
+    CELERY_BROKER_URL names the broker, else a sender through the Redis the control plane
+    uses now (the nodes' brokers default to their REDIS_URL; tests switch REDIS_URL)."""
+    if settings.CELERY_BROKER_URL_SET:
+        from controlplane.celery import app
+
+        return app
+    return _task_sender(target())
+
+
+@cache
+def _task_sender(where: RedisTarget) -> rpc.TaskSender:
+    return rpc.task_sender(where)
 
 
 def fence_connection() -> redis.Redis:

@@ -37,6 +37,7 @@ from controlplane.drill.servers import (
 )
 from controlplane.topology.hosts import CONTROLPLANE, WEB_PORT, Hosts, SentinelRedis
 from dev.local import ROOT, LocalNodes, NodeProcess
+from wire.connection import RedisTarget
 
 CONTROLPLANE_DB = "tec_drill_controlplane"
 _LEADING = re.compile(r"leading term (\d+) from position (\d+)")
@@ -160,6 +161,7 @@ class DrillCluster:
         else:
             self.archives = {name: postgres.url(f"tec_drill_{name.replace('-', '_')}") for name in settings.node_names}
             redis_env = {"REDIS_URL": redis.url, "CELERY_BROKER_URL": redis.url, "CELERY_RESULT_BACKEND": redis.url}
+        self.redis_target = RedisTarget.from_env(environ=redis_env)  # where the nodes' queues are
         self.env = {
             **{key: value for key, value in os.environ.items() if not key.startswith(("REDIS_", "CELERY_"))},
             "DATABASE_URL": postgres.url(CONTROLPLANE_DB),

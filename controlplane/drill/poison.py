@@ -4,7 +4,7 @@ DESIGN §4 "Poison input": an entry that cannot be decoded is set aside in the c
 dead-letter stream with a reason, and the loop goes on. The drill adds entries a buggy or
 hostile writer on the Redis path could add (the issue's `XADD tec:{cluster}:commands *
 r x c <msgpack 5>` among them) to the command stream, the ack stream, the live stream of
-the current term and a node's peer-request stream, then waits until a node set each one
+the current term and a node's request queue (a malformed `nodes.request` task), then waits until a node set each one
 aside (or, for a batch whose commands cannot be decoded, until its sender got an error
 result). Replay streams exist only while a follower catches up, so they get none.
 """
@@ -43,6 +43,7 @@ class Poisoner:
         self.redis = redis
         self.cluster = cluster
         self.name = cluster.settings.name
+        self.tasks = rpc.task_sender(cluster.redis_target)  # requests reach the nodes' queues
 
     def add(self, stream: str, variant: int) -> PoisonEntry:
         return getattr(self, f"_{stream}")(variant)
@@ -116,16 +117,18 @@ class Poisoner:
         return PoisonEntry("acks", key, self.redis.xadd(key, fields).decode(), fields, "deadletter")
 
     def _requests(self, variant: int) -> PoisonEntry:
+        """A `nodes.request` task a node cannot take: no answer list, not an object, an
+        answer list of no cluster (wire/rpc.py). Its task id is the dead letter's id."""
         names = sorted(self.cluster.nodes.children)
-        key = rpc.requests_key(self.name, names[variant % len(names)])
+        node = names[variant % len(names)]
         choices = [
-            {"op": "terms"},
-            {"op": b"\xff", "answer": "x", "args": b"\xc1"},
-            {"op": "replay", "answer": "elsewhere", "args": msgspec.msgpack.encode({})},
+            ["terms"],
+            [7, "x", "not an object"],
+            ["replay", "elsewhere", {}],
         ]
-        fields = choices[variant % len(choices)]
-        entry_id = self.redis.xadd(key, fields, maxlen=100, approximate=True).decode()
-        return PoisonEntry("requests", key, entry_id, fields, "deadletter")
+        args = choices[variant % len(choices)]
+        sent = self.tasks.send_task(rpc.TASK, args=args, queue=rpc.queue(node), expires=60)
+        return PoisonEntry("requests", rpc.queue(node), sent.id, {"args": args}, "deadletter")
 
     def _events(self, variant: int) -> PoisonEntry:
         """On the live stream of the current term, with an id just above its newest entry:

@@ -8,6 +8,7 @@ import re
 import pytest
 
 import wire
+from nodes.celery_app import app as celery_app
 from nodes.engine import CancelOrder, OrderAccepted, PlaceOrder, Side
 from tests.nodes.conftest import archive_digest, archive_entries, wait_until
 from wire import rpc
@@ -177,7 +178,7 @@ def test_restarted_node_replays_from_its_snapshot_and_resumes_its_role(make_clus
     client = cluster.client()
     cluster.add_instrument(client)
     submit_all(client, order_flow(client, 2_000, seed=4))
-    status = rpc.ask(cluster.redis, cluster.name, follower, "take_snapshot", timeout=30)
+    status = rpc.ask(celery_app, cluster.redis, cluster.name, follower, "take_snapshot", timeout=30)
     assert status.startswith("snapshot taken at position")
     assert "in a forked process" in status
     started = re.search(r"snapshot at position \d+ started in process (\d+)", cluster.nodes.processes[follower].log_path.read_text())

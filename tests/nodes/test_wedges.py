@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
+from django.conf import settings
 from psycopg import sql
 
 import wire
@@ -33,6 +34,7 @@ from tests.nodes.conftest import (
     wait_until,
 )
 from wire import rpc
+from wire.connection import RedisTarget
 from wire.keys import keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -142,7 +144,7 @@ def test_poison_entries_on_every_stream_are_set_aside_and_the_loop_goes_on(
 
     # Poison on the ack stream (read by the leader), on the live stream of the term (read
     # by the follower: garbage at an id between two positions, so the leader's next
-    # publish still fits) and on the leader's peer-request stream.
+    # publish still fits) and malformed requests on the leader's queue.
     redis.xadd(wire.acks_key(name), {"garbage": "yes"})
     redis.xadd(wire.acks_key(name), {"n": follower, "p": "many", "t": "1"})
     live = wire.events_key(name, term)
@@ -150,8 +152,9 @@ def test_poison_entries_on_every_stream_are_set_aside_and_the_loop_goes_on(
     poison_live_id = redis.xadd(
         live, {"first": "not a number", "events": b"\xc1"}, id=f"{last_id.split('-')[0]}-1"
     )
-    redis.xadd(rpc.requests_key(name, leader), {"op": "terms"})  # no answer list
-    redis.xadd(rpc.requests_key(name, leader), {"junk": b"\xff\xfe"})
+    tasks = rpc.task_sender(RedisTarget(settings.REDIS_URL))
+    tasks.send_task(rpc.TASK, args=["terms"], queue=rpc.queue(leader))  # no answer list
+    tasks.send_task(rpc.TASK, args=[b"\xff\xfe".hex(), 1, []], queue=rpc.queue(leader))
 
     # Later commands commit, on the same leader, in the same term: no rebuild, no failover.
     results = [before, behind]
@@ -380,14 +383,10 @@ def test_a_follower_whose_replay_stream_vanishes_asks_again_and_catches_up(
     first, _ = cluster.redis.xrange(wire.events_key(cluster.name, term), count=1)[0]
     assert int(first.split(b"-")[0]) > 1000  # the live stream no longer holds the start
 
-    requests = rpc.requests_key(cluster.name, leader)
     replay_key = keys(cluster.name).replay(late)
 
-    def replay_requested():
-        return any(
-            fields.get(b"op") == b"replay" and wire.decode(fields[b"args"]).get("node") == late
-            for _id, fields in cluster.redis.xrange(requests)
-        )
+    def replay_requested() -> bool:
+        return f"{late} asks for a replay of the archive" in log_text(cluster, leader)
 
     # The leader's archive table is locked while `late` asks for its replay, so that the
     # test can freeze `late` before it reads any of it.
@@ -612,7 +611,6 @@ def api_burst(
 def test_a_burst_of_api_requests_stays_within_the_pool_and_heartbeats_go_on(
     make_cluster, supervisor, live_server
 ):
-    from django.conf import settings
 
     cluster = make_cluster(size=3, write_quorum=1)
     client, leader, followers, _term = start_trading(cluster)
@@ -635,7 +633,6 @@ def test_a_burst_of_api_requests_stays_within_the_pool_and_heartbeats_go_on(
 def test_command_requests_waiting_for_a_commit_do_not_starve_heartbeats(
     make_cluster, supervisor, live_server
 ):
-    from django.conf import settings
 
     cluster = make_cluster(size=2, write_quorum=1)
     leader, _follower = list(cluster.secrets)
@@ -658,7 +655,7 @@ def test_command_requests_waiting_for_a_commit_do_not_starve_heartbeats(
 # -- 7. clocks ----------------------------------------------------------------------------------
 
 
-def test_ack_and_request_readers_survive_streams_that_start_over_below_their_cursor(
+def test_the_ack_reader_and_the_request_queue_survive_a_redis_that_starts_over(
     restartable_redis, make_cluster, supervisor
 ):
     cluster = make_cluster(size=3, write_quorum=1)
@@ -668,12 +665,11 @@ def test_ack_and_request_readers_survive_streams_that_start_over_below_their_cur
     redis, name = cluster.redis, cluster.name
     far = "9999999999999-0"  # written on a clock far ahead
     redis.xadd(wire.acks_key(name), {"clock": "far ahead"}, id=far)
-    redis.xadd(rpc.requests_key(name, leader), {"clock": "far ahead"}, id=far)
-    # Both readers passed it (set aside as poison): their cursors stand far ahead now.
+    # The ack reader passed it (set aside as poison): its cursor stands far ahead now.
     wait_until(
         lambda: {k.decode(): int(v) for k, v in redis.hgetall(keys(name).deadletter_counts).items()}
-        == {"acks": 1, "requests": 1},
-        10, "the leader's readers to pass the far-ahead entries",
+        == {"acks": 1},
+        10, "the leader's ack reader to pass the far-ahead entry",
     )  # fmt: skip
     load.wait_for(len(load.committed) + 100, timeout=10)
 
@@ -684,13 +680,12 @@ def test_ack_and_request_readers_survive_streams_that_start_over_below_their_cur
     assert cluster.cluster.term == term
     assert "the ack stream started over" in log_text(cluster, leader)
 
-    # Redis restarts (every key gone): the leader's peer-request reader, whose cursor is
-    # still far ahead, hears requests again, and commits continue.
+    # Redis restarts (every key gone, the nodes' queues too): the leader's worker takes
+    # requests again, and commits continue.
     restartable_redis.restart(down_for=0.5)
     load.wait_for(len(load.committed) + 300, timeout=60)
     terms = wait_until(lambda: _ask(redis, name, leader), 20, f"{leader} to answer a peer request")
     assert terms[0][1] == 1  # (term, first, last) ranges of its whole log
-    assert "peer requests stream" in log_text(cluster, leader)
     settle(cluster, load, leader, a, b)
 
     # One clock for heartbeat ages: a heartbeat's stamp is the database's now. (The node
@@ -706,7 +701,7 @@ def _ask(redis, cluster: str, node: str):
     import redis as redis_lib
 
     try:
-        return rpc.ask(redis, cluster, node, "terms", timeout=2)
+        return rpc.ask(rpc.task_sender(RedisTarget(settings.REDIS_URL)), redis, cluster, node, "terms", timeout=2)
     except (rpc.PeerUnavailable, redis_lib.RedisError):
         return None
 

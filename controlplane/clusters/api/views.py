@@ -54,11 +54,11 @@ INT64_PATTERN = r"[0-9]{1,18}"
 
 
 def ask_leader(cluster: Cluster, op: str, **args):
-    """A read-only request to the cluster's leader over Redis (wire/rpc.py)."""
+    """A read-only request to the cluster's leader (wire/rpc.py)."""
     if cluster.leader is None:
         raise ServiceUnavailable(f"cluster {cluster.name} has no leader")
     try:
-        return rpc.ask(streams.connection(), cluster.name, cluster.leader.name, op, timeout=3, **args)
+        return rpc.ask(streams.tasks(), streams.connection(), cluster.name, cluster.leader.name, op, timeout=3, **args)
     except rpc.PeerUnavailable as error:
         raise ServiceUnavailable(f"the leader did not answer: {error}") from None
 
@@ -88,7 +88,7 @@ class EventsQuerySerializer(StrictFieldsMixin, serializers.Serializer):
 
 class SnapshotAcceptedSerializer(serializers.Serializer):
     node = serializers.CharField()
-    task_id = serializers.CharField(help_text="The id of the snapshot request on the node's request stream.")
+    task_id = serializers.CharField(help_text="The id of the snapshot request (a `nodes.request` task on the node's queue).")
 
 
 class ClusterReadsMixin:

@@ -68,7 +68,7 @@ class Command(BaseCommand):
         faults.add_argument("--pauses", type=int, default=0, help="SIGSTOP the leader or a follower past its lease, then SIGCONT")
         faults.add_argument("--redis-restarts", type=int, default=0, help="SIGKILL Redis and start it again, empty")
         faults.add_argument("--pg-restarts", type=int, default=0, help="restart PostgreSQL (fast) or terminate every connection")
-        faults.add_argument("--poison", type=int, default=0, help="malformed entries on the command, ack, live and request streams")
+        faults.add_argument("--poison", type=int, default=0, help="malformed entries on the command, ack and live streams, and malformed requests to the nodes")
         faults.add_argument("--clock-steps", type=int, default=0, help="restart a follower under faketime with a clock offset")
         faults.add_argument("--cuts", type=int, default=0, help="cut or delay the network between one node and Redis or the control plane")
         faults.add_argument("--switchovers", type=int, default=0, help="one or two concurrent switchovers through the API")
