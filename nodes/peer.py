@@ -59,6 +59,13 @@ class PeerService:
                 "requests", request_id or "", str(error), repr((args, kwargs))[:1000]
             )
             return
+        try:
+            if not self.node.redis.exists(rpc.wanted_key(answer_key)):
+                log.info("request %s %s: its asker stopped waiting; not run", op, request_id)
+                return
+        except redis_lib.RedisError as error:  # it could not be answered either
+            log.warning("request %s: Redis error %s; not run", op, error)
+            return
         if op == "take_snapshot":  # waits for the loop's snapshot: not on this thread
             threading.Thread(target=self.reply, args=(op, arguments, answer_key), daemon=True).start()
         else:

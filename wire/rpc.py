@@ -8,7 +8,7 @@ The node (nodes/peer.py) answers with one msgpack message on the answer list:
   [True, result] or [False, reason] (reason ["below_retention", text] when retention cut
 the positions asked for). A lost request (broker restarted, node down) just times out,
 and the asker asks again: every request is idempotent. A request that waited in the
-queue longer than its asker waits for the answer expires unrun.
+queue longer than its asker waits for the answer is dropped unrun (`wanted_key`).
 
 Ops: from peers `terms`, `replay`, `snapshot` (publish one for installing), `events`;
 from the control plane `depth`, `order`, `take_snapshot`, `status`, `refresh`, `stop`.
@@ -113,10 +113,19 @@ def send(
     tasks: TaskSender, redis: redis_lib.Redis, cluster: str, peer: str, op: str, *, expires: float = 60.0, **args
 ) -> Pending:
     """Send a request to `peer`; its answer will come on a list read through `redis`.
-    A request still queued after `expires` seconds is dropped unrun (its asker gave up)."""
+
+    A request the node takes after `expires` seconds is dropped unrun (its asker gave up):
+    the asker marks the request wanted for that long, on Redis's own clock, since the
+    clocks of the asker and the node need not agree (Celery's `expires` compares them)."""
     answer_key = f"{answer_prefix(cluster)}{uuid.uuid4().hex}"
-    tasks.send_task(TASK, args=[op, answer_key, args], queue=queue(peer), expires=expires)
+    redis.set(wanted_key(answer_key), 1, px=max(1, int(expires * 1000)))
+    tasks.send_task(TASK, args=[op, answer_key, args], queue=queue(peer))
     return Pending(redis, peer, op, answer_key)
+
+
+def wanted_key(answer_key: str) -> str:
+    """Exists while the asker still waits for the answer on `answer_key`."""
+    return f"{answer_key}:wanted"
 
 
 def ask(tasks: TaskSender, redis: redis_lib.Redis, cluster: str, peer: str, op: str, timeout: float, **args) -> object:

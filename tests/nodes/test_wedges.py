@@ -155,6 +155,8 @@ def test_poison_entries_on_every_stream_are_set_aside_and_the_loop_goes_on(
     tasks = rpc.task_sender(RedisTarget(settings.REDIS_URL))
     tasks.send_task(rpc.TASK, args=["terms"], queue=rpc.queue(leader))  # no answer list
     tasks.send_task(rpc.TASK, args=[b"\xff\xfe".hex(), 1, []], queue=rpc.queue(leader))
+    # A request its asker stopped waiting for before the node took it is not run.
+    stale = rpc.send(tasks, redis, name, leader, "terms", expires=0.001)
 
     # Later commands commit, on the same leader, in the same term: no rebuild, no failover.
     results = [before, behind]
@@ -187,6 +189,11 @@ def test_poison_entries_on_every_stream_are_set_aside_and_the_loop_goes_on(
     assert counts["commands"] == len(poison)
     assert counts["acks"] == 2
     assert counts["requests"] == 2
+    wait_until(
+        lambda: "its asker stopped waiting; not run" in log_text(cluster, leader), 10,
+        "the leader to drop the request nobody waits for",
+    )  # fmt: skip
+    assert redis.llen(stale.answer_key) == 0
     assert counts["events"] >= 1
     print(f"\nPOISON: dead letters per stream {counts}")
 
