@@ -127,7 +127,7 @@ class Poisoner:
             ["replay", "elsewhere", {}],
         ]
         args = choices[variant % len(choices)]
-        sent = self.tasks.send_task(rpc.TASK, args=args, queue=rpc.queue(node), expires=60)
+        sent = self.tasks.send_task(rpc.TASK, args=args, queue=rpc.queue(node))
         return PoisonEntry("requests", rpc.queue(node), sent.id, {"args": args}, "deadletter")
 
     def _events(self, variant: int) -> PoisonEntry:
