@@ -101,7 +101,7 @@ class Committer:
         self.deliver_lock = threading.Lock()
         self.commit_position = 0
         self._seen: dict[str, float] = {}  # follower -> when its last ack arrived (monotonic)
-        self._ack_nonces: dict[str, int] = {}  # follower -> nonce of its last ack taken (signing)
+        self._ack_nonces: dict[str, tuple[int, int]] = {}  # follower -> nonce of its last ack taken (signing)
         self._fence_warned = 0.0
         # The control plane settles the election window with the lowest W this leader may
         # commit with (settled_quorum): every W it has read in its term, kept from the
