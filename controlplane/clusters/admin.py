@@ -461,41 +461,35 @@ class NodeAdmin(admin.ModelAdmin):
 
     @admin.action(description="Take a snapshot now", permissions=["change"])
     def take_snapshot(self, request, queryset):
-        actor = services.Actor.of_user(request.user)
-        asked = []
-        for node in queryset.order_by("name"):
-            try:
-                maintenance.request_snapshot(node.name, actor=actor)
-            except services.ServiceError as error:
-                self.message_user(request, f"Not asked: {error}", messages.ERROR)
-            else:
-                asked.append(node.name)
-        if asked:
-            self.message_user(
-                request,
-                f"Asked {', '.join(asked)} to take a snapshot; it is stored in each node's archive "
-                "between two batches.",
-                messages.SUCCESS,
-            )
+        self._each_node(
+            request, queryset, lambda node, actor: maintenance.request_snapshot(node.name, actor=actor),
+            failed="Not asked",
+            done="Asked {names} to take a snapshot; it is stored in each node's archive between two batches.",
+        )  # fmt: skip
 
     @admin.action(description="Remove from its cluster (followers only)", permissions=["change"])
     def remove_follower(self, request, queryset):
+        self._each_node(
+            request, queryset,
+            lambda node, actor: maintenance.remove_node(node.name, actor=actor, reason=f"removed from the admin by {actor.name}"),
+            failed="Not removed",
+            done="Removed {names}: their heartbeats are refused from now on, so they stop, and their acks no longer count.",
+        )  # fmt: skip
+
+    def _each_node(self, request, queryset, do, *, failed: str, done: str) -> None:
+        """`do(node, actor)` for each selected node, in name order: one error message per
+        node it was refused for, one success message naming the others."""
         actor = services.Actor.of_user(request.user)
-        removed = []
+        succeeded = []
         for node in queryset.order_by("name"):
             try:
-                maintenance.remove_node(node.name, actor=actor, reason=f"removed from the admin by {actor.name}")
+                do(node, actor)
             except services.ServiceError as error:
-                self.message_user(request, f"Not removed: {error}", messages.ERROR)
+                self.message_user(request, f"{failed}: {error}", messages.ERROR)
             else:
-                removed.append(node.name)
-        if removed:
-            self.message_user(
-                request,
-                f"Removed {', '.join(removed)}: their heartbeats are refused from now on, so "
-                "they stop, and their acks no longer count.",
-                messages.SUCCESS,
-            )
+                succeeded.append(node.name)
+        if succeeded:
+            self.message_user(request, done.format(names=", ".join(succeeded)), messages.SUCCESS)
 
 
 @admin.register(OperatorAction)

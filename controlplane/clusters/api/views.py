@@ -72,6 +72,15 @@ def by_cluster(what: str):
     )
 
 
+class ByClusterMixin:
+    """Lists that `?cluster=NAME` filters (see by_cluster for its documentation)."""
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        cluster = self.request.query_params.get("cluster")
+        return queryset.filter(cluster__name=cluster) if cluster else queryset
+
+
 class ServiceUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "the cluster cannot answer now"
@@ -285,6 +294,7 @@ class ClusterViewSet(
 
 @by_cluster("nodes")
 class NodeViewSet(
+    ByClusterMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -296,10 +306,6 @@ class NodeViewSet(
     lookup_field = "name"
     lookup_value_regex = NAME_PATTERN
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        cluster = self.request.query_params.get("cluster")
-        return queryset.filter(cluster__name=cluster) if cluster else queryset
 
     @extend_schema(responses={201: RegisteredNodeSerializer})
     def create(self, request, *args, **kwargs):
@@ -332,19 +338,15 @@ class NodeViewSet(
 
 
 @by_cluster("role changes")
-class RoleChangeViewSet(viewsets.ReadOnlyModelViewSet):
+class RoleChangeViewSet(ByClusterMixin, viewsets.ReadOnlyModelViewSet):
     queryset = RoleChange.objects.select_related("cluster", "old_leader", "new_leader")
     lookup_value_regex = INT64_PATTERN
     serializer_class = RoleChangeSerializer
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        cluster = self.request.query_params.get("cluster")
-        return queryset.filter(cluster__name=cluster) if cluster else queryset
 
 
 @by_cluster("operator actions")
-class OperatorActionViewSet(viewsets.ReadOnlyModelViewSet):
+class OperatorActionViewSet(ByClusterMixin, viewsets.ReadOnlyModelViewSet):
     """The audit of operator actions that are not term changes (pause, resume, write quorum,
     replicas, node registration and removal, snapshots); `?cluster=NAME` filters."""
 
@@ -352,10 +354,6 @@ class OperatorActionViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = INT64_PATTERN
     serializer_class = OperatorActionSerializer
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        cluster = self.request.query_params.get("cluster")
-        return queryset.filter(cluster__name=cluster) if cluster else queryset
 
 
 class TradingAccountViewSet(
