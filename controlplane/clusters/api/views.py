@@ -331,7 +331,7 @@ class NodeViewSet(
     @extend_schema(request=None, responses={202: SnapshotAcceptedSerializer, 409: ServiceErrorSerializer})
     @action(detail=True, methods=["post"])
     def snapshot(self, request, name=None):
-        """Ask the node to snapshot its state between two batches (a request on its stream).
+        """Ask the node to snapshot its state between two batches (a request on its queue).
         202 with the request id; `manage.py cluster snapshot NODE` waits for it."""
         task = maintenance.request_snapshot(self.get_object().name, actor=services.Actor.of_user(request.user))
         return Response({"node": name, "task_id": task.id}, status=status.HTTP_202_ACCEPTED)
