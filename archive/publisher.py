@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import time
 from collections.abc import Callable, Sequence
 
@@ -10,16 +11,7 @@ from redis import Redis
 
 from archive.entries import LogEntry
 from archive.errors import FencedError, StaleEntryError
-from archive.streamformat import (
-    EVENTS,
-    FIRST,
-    KEY_ID,
-    MAC,
-    TERM,
-    encode_events,
-    entry_id,
-    entry_mac,
-)
+from archive.streamformat import EVENTS, FIRST, TERM, encode_events, entry_id, signature
 from wire.keys import keys
 from wire.redisconn import DirectConnection
 
@@ -113,11 +105,8 @@ class RedisEventPublisher:
             raise ValueError(f"batch {first}..{last} of {len(entries)} entries is not contiguous")
         minid = self.trim_below(first, last)
         events = encode_events(entries)
-        args = [term, entry_id(last), max(minid, 0), TERM, term, FIRST, first, EVENTS, events]
-        if key is not None:
-            key_id, secret = key
-            signature = entry_mac(secret, self.stream_key, entry_id(last), str(term).encode(), str(first).encode(), events)
-            args += [KEY_ID, key_id, MAC, signature]
+        args = [term, entry_id(last), max(minid, 0), TERM, term, FIRST, first, EVENTS, events,
+                *itertools.chain.from_iterable(signature(key, self.stream_key, term, first, last, events).items())]  # fmt: skip
         status, detail = self._line.script_call(self._script, [self._fence_key, self.stream_key], args)
         if status == b"ok":
             return

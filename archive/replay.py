@@ -9,16 +9,7 @@ from redis import Redis
 from archive.errors import RangeUnavailableError
 from archive.ports import EventLog
 from archive.publisher import RedisEventPublisher
-from archive.streamformat import (
-    EVENTS,
-    FIRST,
-    KEY_ID,
-    MAC,
-    TERM,
-    encode_events,
-    entry_id,
-    entry_mac,
-)
+from archive.streamformat import EVENTS, FIRST, TERM, encode_events, entry_id, signature
 from wire.keys import keys
 
 REPLAY_TTL_S = 3600
@@ -74,14 +65,9 @@ def publish_replay(
         else:
             with redis.pipeline(transaction=False) as pipe:
                 for chunk in chunks:
-                    fields = {TERM: chunk[-1].term, FIRST: chunk[0].position, EVENTS: encode_events(chunk)}
-                    if key is not None:
-                        fields[KEY_ID] = key[0]
-                        fields[MAC] = entry_mac(
-                            key[1], stream, entry_id(chunk[-1].position),
-                            str(chunk[-1].term).encode(), str(chunk[0].position).encode(), fields[EVENTS],
-                        )  # fmt: skip
-                    pipe.xadd(stream, fields, id=entry_id(chunk[-1].position))
+                    term, first, last, events = chunk[-1].term, chunk[0].position, chunk[-1].position, encode_events(chunk)
+                    fields = {TERM: term, FIRST: first, EVENTS: events, **signature(key, stream, term, first, last, events)}
+                    pipe.xadd(stream, fields, id=entry_id(last))
                 pipe.expire(stream, ttl_s)
                 pipe.execute()
         if count == 0:

@@ -66,6 +66,15 @@ def entry_mac(secret: bytes, stream_key: str, stream_id: str | bytes, term: byte
     return signer.digest()
 
 
+def signature(key: tuple[str, bytes] | None, stream_key: str, term: int, first: int, last: int, events: bytes) -> dict:
+    """The fields that sign an entry ({KEY_ID: key id, MAC: its entry_mac}) with `key`, a
+    (key id, secret) pair; none without a key."""
+    if key is None:
+        return {}
+    key_id, secret = key
+    return {KEY_ID: key_id, MAC: entry_mac(secret, stream_key, entry_id(last), str(term).encode(), str(first).encode(), events)}
+
+
 def entry_refusal(keys: Mapping[str, bytes], stream_key: str, stream_id: bytes, fields: Mapping) -> tuple[str, str] | None:
     """(code, reason) when an entry's signature does not hold with `keys`; None when it does.
 
