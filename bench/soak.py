@@ -16,8 +16,9 @@ from what the control plane knows: a node may keep everything from the lowest of
 latest verified snapshot, the lowest position a live member holds + 1 and its tail minus
 the minimum window; retention applies that cut within a round (INTERVAL_S) of seeing it, so
 an archive must never hold more than the cut allowed at some moment of the last SLACK_S
-seconds. A member that lags (a follower catching up) holds every archive's floor, so the
-bound grows while it catches up; the steady-state figure (minimum window + snapshot
+seconds of the node's running time (a killed node deletes nothing while it is down). A
+member that lags (a follower catching up) holds every archive's floor, so the bound grows
+while it catches up; the steady-state figure (minimum window + snapshot
 interval + a few seconds of load) is printed beside it.
 
     python bench/soak.py [--minutes 30] [--rate 10000] [--kill-every 60] [--down 3]
@@ -291,15 +292,34 @@ class Killer(threading.Thread):
 
 class ArchiveBound:
     """Retention's promise, checked at every sample: each archive holds no more than the
-    cut (nodes.protocol.retention.cut) allowed at some moment of the last SLACK_S seconds,
-    with the snapshot each node reports as verified and the floor the control plane gives."""
+    cut (nodes.protocol.retention.cut) allowed at some moment of the last SLACK_S seconds
+    of the node's running time, with the snapshot each node reports as verified and the
+    floor the control plane gives.
+
+    Running time, not wall time: a killed node's retention cannot delete anything, and a
+    restarted one applies its first cut a round after it measures its archive. So a node's
+    clock here advances only across samples where its heartbeat did (its report_seq
+    moved), and its cut is recorded from its reported tail even before retention has
+    measured the archive (a restarted node catching up moves its tail far faster than
+    the load, and retention's round cuts at the tail it saw when the round began)."""
 
     def __init__(self, cluster: SoakCluster, keep_events: int) -> None:
         self.cluster, self.keep = cluster, keep_events
         self.cuts: dict[str, collections.deque[tuple[float, int]]] = collections.defaultdict(collections.deque)
+        self.clock: dict[str, tuple[float, float, tuple]] = {}  # per node: (running time, wall time, last report)
         self.largest: dict[str, dict] = {}  # per node: its largest archive, with its bound then
         self.tightest: dict[str, dict] = {}  # per node: the sample closest to (or over) its bound
         self.excess: list[str] = []
+
+    def running_time(self, node: Node, now: float) -> tuple[float, bool]:
+        """The node's running clock, and whether it ran since the previous sample."""
+        report = (node.report_boot, node.report_seq)
+        running, wall, seen = self.clock.get(node.name, (0.0, now, report))
+        ran = report != seen
+        if ran:
+            running += now - wall
+        self.clock[node.name] = (running, now, report)
+        return running, ran
 
     def sample(self) -> None:
         row = Cluster.objects.get(name=self.cluster.name)
@@ -307,17 +327,19 @@ class ArchiveBound:
         now = time.monotonic()
         floor = services.retention_floor(row, nodes, services.db_now())
         for node in nodes:
-            if not node.archive_first_position:
-                continue  # retention has not measured it yet
+            running, ran = self.running_time(node, now)
             tail, first = node.archived_position, node.archive_first_position
             snapshot = node.snapshot_position or None
-            cut = retention.cut(first=1, tail=tail, snapshot=snapshot, floor=floor, keep_events=self.keep)
-            if snapshot is None or floor is None:
-                cut = 0  # nothing may go: no bound at this moment
             cuts = self.cuts[node.name]
-            cuts.append((now, cut))
-            while cuts[0][0] < now - SLACK_S:
-                cuts.popleft()
+            if ran or not cuts:
+                cut = retention.cut(first=1, tail=tail, snapshot=snapshot, floor=floor, keep_events=self.keep)
+                if snapshot is None or floor is None:
+                    cut = 0  # nothing may go: no bound at this moment
+                cuts.append((running, cut))
+                while cuts[0][0] < running - SLACK_S:
+                    cuts.popleft()
+            if not first:
+                continue  # retention has not measured it yet
             allowed_from = min(c for _t, c in cuts)
             if allowed_from == 0:
                 continue
