@@ -234,6 +234,15 @@ class PostgresEventLog(PostgresStore):
 
     # -- reading -----------------------------------------------------------------------
 
+    def reclaim(self) -> None:
+        """VACUUM the segment table (and its TOAST table, where the segments' bytes live):
+        without it the files keep every segment ever deleted until autovacuum comes, and a
+        server may run with autovacuum off (this development machine's does) or too slow
+        for a log trimmed every few seconds; a 30-minute soak's archives, each holding
+        about 650,000 events, had grown to 1.2-2.7 GB. Plain VACUUM takes no lock that
+        appends or reads wait for."""
+        self._connection().execute(f"VACUUM {SEGMENT_TABLE}")
+
     def size(self) -> LogSize:
         row = (
             self._connection()

@@ -67,6 +67,11 @@ class EventLog(Protocol):
         still needs. With no snapshot, nothing can be deleted."""
         ...
 
+    def reclaim(self) -> None:
+        """Make the space of deleted entries reusable by new appends (retention calls it
+        after deleting), so an archive trimmed for months stays the size of what it keeps."""
+        ...
+
     def size(self) -> LogSize:
         """The positions the log holds (first..last: retention moves first up) and the
         archive's bytes on disk (events and snapshots)."""

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 INTERVAL_S = 2.0
 STEP_EVENTS = 50_000  # events deleted per transaction
+# The archive's deleted space is made reusable (EventLog.reclaim, a VACUUM) once the
+# events deleted since the last time reach this share of those it holds (as autovacuum's
+# default scale factor does), and at least STEP_EVENTS.
+RECLAIM_SHARE = 0.2
 
 
 class Retention:
@@ -36,6 +40,7 @@ class Retention:
         # it allows (verifying a large snapshot and deleting below it take seconds).
         self.snapshot_position = 0
         self.deleted = 0  # events deleted since this process started
+        self.unreclaimed = 0  # events deleted since the last reclaim
         self.status = ""
         self._verified: tuple[int, str] | None = None  # (position, digest) checked already
         self._log: PostgresEventLog | None = None
@@ -77,8 +82,12 @@ class Retention:
             position = min(cut, position + STEP_EVENTS)
             deleted += event_log.delete_before(position, keep_from_bound=floor + 1)
         if deleted:
-            size = event_log.size()
             self.deleted += deleted
+            self.unreclaimed += deleted
+            if self.unreclaimed >= max(STEP_EVENTS, RECLAIM_SHARE * (size.last - cut + 1)):
+                event_log.reclaim()
+                self.unreclaimed = 0
+            size = event_log.size()
             log.info(
                 "retention: deleted %d events below position %d (snapshot at %d, lowest live member at %s, "
                 "keeping at least %d); the archive holds %d..%d",
