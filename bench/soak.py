@@ -308,6 +308,7 @@ class ArchiveBound:
         self.cuts: dict[str, collections.deque[tuple[float, int]]] = collections.defaultdict(collections.deque)
         self.clock: dict[str, tuple[float, float, tuple]] = {}  # per node: (running time, wall time, last report)
         self.largest: dict[str, dict] = {}  # per node: its largest archive, with its bound then
+        self.most_bytes: dict[str, int] = {}  # per node: the most bytes its archive took on disk
         self.tightest: dict[str, dict] = {}  # per node: the sample closest to (or over) its bound
         self.excess: list[str] = []
 
@@ -349,6 +350,7 @@ class ArchiveBound:
             )[1]  # fmt: skip
             seen = {"events": held, "bytes": node.archive_bytes, "bound": bound, "held_by": why,
                     "at_s": round(now - START, 1), "floor": floor, "snapshot": snapshot, "tail": tail}  # fmt: skip
+            self.most_bytes[node.name] = max(self.most_bytes.get(node.name, 0), node.archive_bytes)
             if held > self.largest.get(node.name, {}).get("events", -1):
                 self.largest[node.name] = seen
             if held - bound > self.tightest.get(node.name, {"margin": -(10**12)})["margin"]:
@@ -437,6 +439,7 @@ def main() -> None:
         report["archive_steady_bound_events"] = steady
         report["largest_archive"] = largest
         report["closest_to_bound"] = bound.tightest
+        report["most_bytes"] = bound.most_bytes
         if "error" in load:
             failures.append(f"load: {load['error']}")
         failures += [f"{k['node']} did not follow again after kill at {k['at_s']} s" for k in killer.kills if k["follows_again_s"] is None]
@@ -472,7 +475,8 @@ def main() -> None:
             close = report["closest_to_bound"].get(name, value)
             print(f"archive {name}: at most {value['events']:,} events ({value['bytes'] / 1e6:.0f} MB) at {value['at_s']} s, "
                   f"bound then {value['bound']:,} (held by the {value['held_by']}); closest to its bound at {close['at_s']} s: "
-                  f"{close['events']:,} of {close['bound']:,}; steady-state bound {steady:,}")  # fmt: skip
+                  f"{close['events']:,} of {close['bound']:,}; steady-state bound {steady:,}; "
+                  f"at most {report['most_bytes'].get(name, 0) / 1e6:.0f} MB on disk")  # fmt: skip
         for name, value in sorted(report["final"].items()):
             print(f"final {name}: position {value['position']:,}, digest {value['digest']}, holds from {value['first_position']:,}")
         print("OK: every check passed" if not failures else "FAILED:\n  " + "\n  ".join(failures))

@@ -614,9 +614,9 @@ def _count_leader_report(cluster: Cluster, leader_position: int, echoed_epoch: i
 
 
 def _node_row(node_name: str) -> Node:
-    return Node.objects.select_related(
-        "cluster", "cluster__leader", "cluster__switchover_target"
-    ).get(name=node_name)
+    """The node's row and its cluster's, as they are now (the heartbeat's answer reads the
+    leader's and the switchover target's names from the cluster's nodes, not by joins)."""
+    return Node.objects.select_related("cluster").get(name=node_name)
 
 
 def reconcile_fence(cluster: Cluster | str) -> int | None:

@@ -44,18 +44,20 @@ class HeartbeatSerializer(StrictFieldsMixin, serializers.Serializer):
 
 
 def node_config(node: Node) -> dict:
-    """Everything a node needs to take its role: the heartbeat's answer."""
+    """Everything a node needs to take its role: the heartbeat's answer. The cluster's
+    nodes are read once, fresh, and give the leader's and the switchover target's names."""
     cluster = node.cluster
-    switchover = cluster.switchover_target
     now = services.db_now()
-    in_flight = switchover is not None and cluster.switchover_deadline > now
     nodes = list(cluster.nodes.all())
+    names = {n.pk: n.name for n in nodes}
+    switchover = names.get(cluster.switchover_target_id)
+    in_flight = switchover is not None and cluster.switchover_deadline > now
     return {
         "node": node.name,
         "cluster": cluster.name,
         "role": node.role,
         "term": cluster.term,
-        "leader": cluster.leader.name if cluster.leader else None,
+        "leader": names.get(cluster.leader_id),
         "replica_count": cluster.replica_count,
         "write_quorum": cluster.write_quorum,
         "heartbeat_interval": cluster.heartbeat_interval,
@@ -65,7 +67,7 @@ def node_config(node: Node) -> dict:
         "archive_id": node.archive_id,
         "resyncing": node.resyncing,
         "report_epoch": cluster.report_epoch,
-        "switchover_to": switchover.name if in_flight else None,
+        "switchover_to": switchover if in_flight else None,
         # Client keys and grants go to the leader only, which checks batches with them.
         "trading": trading.leader_policy(cluster) if cluster.leader_id == node.pk else None,
         # Every node's: acks and live-stream entries are signed and checked with these.
@@ -86,7 +88,8 @@ def authenticate_node(request, name: str) -> Node:
     scheme, _, secret = header.partition(" ")
     if scheme != NODE_AUTH_SCHEME or not secret:
         raise AuthenticationFailed("Send 'Authorization: Node <secret>' with the node's secret.")
-    node = Node.objects.filter(name=name).first()
+    node = Node.objects.only("pk", "name", "credentials_hash", "next_credentials_hash").filter(name=name)[:1]
+    node = node[0] if node else None
     if node is None:
         raise PermissionDenied(f"node {name} is not registered; register it first")
     if not services.check_node_credentials(node, secret.strip()):
