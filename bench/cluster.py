@@ -7,7 +7,12 @@ measured from the moment a command batch was due (so a slow cluster cannot hide 
 queue) to the moment its committed result arrived. Prints a table; asserts nothing.
 
     python bench/cluster.py [--count 200000] [--clients 2] [--batch 200] [--rate 10000]
-                            [--rate-seconds 10] [--write-quorums 0,1,2] [--json]
+                            [--rate-seconds 10] [--write-quorums 0,1,2] [--signed] [--json]
+
+--signed turns the cluster's trading checks on: the clients are a registered trading
+client, each batch signed with its key (HMAC-SHA256), for accounts it was granted; the
+leader verifies every batch and checks every command's account before it is logged.
+Run with and without it to see what the checks cost.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from psycopg import sql  # noqa: E402
 
-from controlplane.clusters import services  # noqa: E402
-from controlplane.clusters.models import Cluster, Node  # noqa: E402
+import wire  # noqa: E402
+from controlplane.clusters import services, trading  # noqa: E402
+from controlplane.clusters.models import Cluster, Node, TradingAccount, TradingClient  # noqa: E402
 from dev.local import LocalNodes  # noqa: E402
 from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, encode_command  # noqa: E402
 from wire.client import ClusterClient  # noqa: E402
@@ -60,19 +66,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def command_batches(client_id: str, count: int, batch: int, seed: int) -> list[list[bytes]]:
-    """70% limit orders near the touch, 25% cancels, 5% marketable; pre-encoded."""
+def command_batches(client_id: str, count: int, batch: int, seed: int, account: str = "") -> list[list[bytes]]:
+    """70% limit orders near the touch, 25% cancels, 5% marketable; pre-encoded. The
+    account is the client id unless given."""
+    account = account or client_id
     rng = random.Random(seed)
     encoded, mine = [], []
     for seq in range(1, count + 1):
         r = rng.random()
         if r < 0.25 and mine:
-            command = CancelOrder(client_id, seq, client_id, mine.pop(rng.randrange(len(mine))))
+            command = CancelOrder(client_id, seq, account, mine.pop(rng.randrange(len(mine))))
         else:
             side = rng.choice((1, 2))
             offset = rng.randint(1, 20) * TICK if r < 0.95 else -rng.randint(1, 4) * TICK
             price = MID - offset if side == 1 else MID + offset
-            command = PlaceOrder(client_id, seq, client_id, SYMBOL, side, rng.randint(1, 10), price)
+            command = PlaceOrder(client_id, seq, account, SYMBOL, side, rng.randint(1, 10), price)
             mine.append(rng.randint(1, max(1, seq * 2)))  # a plausible engine order id
         encoded.append(encode_command(command))
     return [encoded[i : i + batch] for i in range(0, len(encoded), batch)]
@@ -83,9 +91,16 @@ def client_process(args: tuple) -> dict:
     library: it sends the command batches that are due (at the offered rate, or as fast as
     the window of batches in flight allows) and, between sends, receives results until the
     next batch is due."""
-    cluster, redis_url, index, count, batch, rate, window = args
-    client = ClusterClient(cluster, redis_url, client_id=f"bench-{uuid.uuid4().hex[:6]}-{index}")
-    batches = command_batches(client.client_id, count, batch, seed=index)
+    cluster, redis_url, index, count, batch, rate, window, signer = args
+    if signer is None:
+        client = ClusterClient(cluster, redis_url, client_id=f"bench-{uuid.uuid4().hex[:6]}-{index}")
+        batches = command_batches(client.client_id, count, batch, seed=index)
+    else:  # a registered trading client's namespace, key and accounts
+        name, keys = signer
+        client = ClusterClient(
+            cluster, redis_url, client_id=f"{name}.{uuid.uuid4().hex[:6]}-{index}", signing_key=keys[index]
+        )
+        batches = command_batches(client.client_id, count, batch, seed=index, account=f"{name}-account-{index}")
     due_at: dict[str, float] = {}
     latencies: list[float] = []
     interval = batch / rate if rate else 0.0
@@ -108,6 +123,9 @@ def client_process(args: tuple) -> dict:
         for entry_id, replies in results:
             latencies.extend([done - due_at.pop(entry_id)] * len(replies))
             received += 1
+            refused = next((r for r in replies if r.status in (wire.RESULT_REFUSED, wire.RESULT_MALFORMED)), None)
+            if refused is not None:  # a figure of refusals would measure nothing
+                return {"error": f"client {index}: a command was refused: {refused.error}"}
     end = time.perf_counter()
     cpu = time.process_time() - cpu_start
     client.close()
@@ -215,10 +233,12 @@ class Meter:
         }
 
 
-def drive(cluster: str, redis_url: str, clients: int, count: int, batch: int, rate: float, window: int) -> dict:
+def drive(
+    cluster: str, redis_url: str, clients: int, count: int, batch: int, rate: float, window: int, signer=None
+) -> dict:
     per_client = count // clients
     per_rate = rate / clients if rate else 0.0
-    jobs = [(cluster, redis_url, i, per_client, batch, per_rate, window) for i in range(clients)]
+    jobs = [(cluster, redis_url, i, per_client, batch, per_rate, window, signer) for i in range(clients)]
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         results = pool.map(client_process, jobs)
     errors = [r["error"] for r in results if "error" in r]
@@ -253,6 +273,7 @@ class LocalCluster:
         self.redis = redis_lib.Redis.from_url(settings.REDIS_URL)
         cluster = Cluster.objects.create(name=self.name, replica_count=2, write_quorum=0, term_write_quorum=0,
                                          heartbeat_interval=0.5, failover_timeout=5.0, lease=2.5)  # fmt: skip
+        self.signer: tuple[str, list] | None = None  # with --signed: (trading client, a key per client process)
         self.names, self.secrets, self.locations = [], {}, []
         self.dbnames: dict[str, str] = {}
         self.metric_ports: dict[str, int] = {}
@@ -325,6 +346,21 @@ class LocalCluster:
             found[name] = [float(ms) for ms in re.findall(r"GC pause of ([0-9.]+) ms", text)]
         return found
 
+    def enable_trading_checks(self, clients: int) -> tuple[str, str]:
+        """Trading checks on: one trading client granted an account per client process
+        and the instruments, with a key per process (a key's nonces must increase in the
+        order its batches reach the stream, so two senders never share one) and one for
+        the setup; returns the setup's key (id, secret)."""
+        name = self.name
+        accounts = [TradingAccount.objects.create(name=f"{name}-account-{i}") for i in range(clients)]
+        client = TradingClient.objects.create(name=name, may_manage_instruments=True)
+        client.accounts.set(accounts)
+        keys = [trading.new_key(client) for _ in range(clients + 1)]
+        Cluster.objects.filter(name=name).update(trading_checks=True)
+        self.signer = (name, [(key.key_id, key.secret) for key in keys[1:]])
+        time.sleep(1.5)  # three heartbeat intervals: the leader has the policy
+        return keys[0].key_id, keys[0].secret
+
     def set_write_quorum(self, count: int) -> None:
         Cluster.objects.filter(name=self.name).update(write_quorum=count, term_write_quorum=0)
         time.sleep(1.5)  # three heartbeat intervals: every node has the new value
@@ -345,11 +381,13 @@ class LocalCluster:
                     sql.Identifier(location.rsplit("/", 1)[1])))  # fmt: skip
         Node.objects.filter(cluster__name=self.name).delete()
         Cluster.objects.filter(name=self.name).delete()
+        TradingClient.objects.filter(name=self.name).delete()  # its keys go with it
+        TradingAccount.objects.filter(name__startswith=f"{self.name}-account-").delete()
 
 
 def measured(cluster: LocalCluster, clients: int, count: int, batch: int, rate: float, window: int) -> dict:
     meter = Meter(cluster)
-    run = drive(cluster.name, settings.REDIS_URL, clients, count, batch, rate, window)
+    run = drive(cluster.name, settings.REDIS_URL, clients, count, batch, rate, window, cluster.signer)
     run.update(meter.result(run["commands"], run.pop("client_cpu_seconds")))
     return run
 
@@ -400,6 +438,10 @@ def main() -> None:
     parser.add_argument("--plot", metavar="FILE.png", help="also sweep offered loads and draw p50/p99 against them")
     parser.add_argument("--plot-rates", default="2000,5000,10000,20000,40000", help="offered loads of the sweep")
     parser.add_argument("--plot-seconds", type=float, default=5.0, help="length of each sweep run")
+    parser.add_argument(
+        "--signed", action="store_true",
+        help="trading checks on: clients sign every batch, the leader verifies it and each command's account",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     replicas = [int(r) for r in args.replicas.split(",")]
@@ -411,8 +453,12 @@ def main() -> None:
     cluster = LocalCluster(workdir, env)
     rows, sweep = [], {}
     try:
-        setup = ClusterClient(cluster.name, settings.REDIS_URL, client_id="bench-setup", timeout=30)
-        setup.submit(AddInstrument("bench-setup", 1, SYMBOL, tick_size=TICK, lot_size=1))
+        if args.signed:
+            key = cluster.enable_trading_checks(args.clients)
+            setup = ClusterClient(cluster.name, settings.REDIS_URL, client_id=f"{cluster.name}.setup", timeout=30, signing_key=key)
+        else:
+            setup = ClusterClient(cluster.name, settings.REDIS_URL, client_id="bench-setup", timeout=30)
+        setup.submit(AddInstrument(setup.client_id, 1, SYMBOL, tick_size=TICK, lot_size=1))
         for r in replicas:
             cluster.set_write_quorum(r)
             say(f"W={r}: {args.count} commands flat out ...")
@@ -434,12 +480,13 @@ def main() -> None:
     if args.plot:
         plot(rows, sweep, args.plot, args.rate_batch)
     if args.json:
-        print(json.dumps({"clients": args.clients, "batch": args.batch, "rate_batch": args.rate_batch,
+        print(json.dumps({"clients": args.clients, "batch": args.batch, "rate_batch": args.rate_batch, "signed": args.signed,
                           "gc": env["NODE_GC"], "gc_pauses_over_20ms": gc_pauses, "rows": rows,
                           "sweep": sweep}))  # fmt: skip
         return
     print()
-    print(f"Local cluster: leader + 2 followers, {args.clients} client processes, GC policy {env['NODE_GC']}")
+    print(f"Local cluster: leader + 2 followers, {args.clients} client processes, GC policy {env['NODE_GC']}"
+          + (", trading checks on (every batch signed and verified)" if args.signed else ""))  # fmt: skip
     print("| W | flat out: committed cmd/s | p50 ms | p99 ms | max ms "
           f"| {args.rate:,.0f}/s offered: achieved | p50 ms | p99 ms | max ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
