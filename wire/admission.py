@@ -4,7 +4,9 @@ Pure: the leader calls `Admission.admit` once per command-stream entry (one MAC 
 nonce comparison) and `Grant.refusal` per command (a set lookup). The policy comes from the
 control plane in the leader's heartbeat answer (`trading`): per key id, the client it
 belongs to, its secret, its accounts, and whether it may manage instruments or is the
-control plane itself (which checked the user's grants before sending).
+control plane itself (which checked the user's grants before sending), and `nonces`, the
+highest nonce per key any earlier leader acknowledged (wire.nonces): a batch captured in
+an earlier term is refused as a replay here too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wire import signing
+from wire.nonces import NONCE_MAX, raise_marks
 
 REFUSED_UNSIGNED = "unsigned"
 REFUSED_UNKNOWN_KEY = "unknown_key"
@@ -54,19 +57,27 @@ class Verdict:
     grant: Grant | None
     reason: str = ""  # why the whole batch is refused (grant is None)
     code: str = ""
+    key_id: str = ""  # admitted: the batch's key and nonce, for the marks (wire.nonces)
+    nonce: int = 0
 
 
 @dataclass
 class Admission:
-    """The leader's check of signed batches; `nonces` remembers the last nonce per key."""
+    """The leader's check of signed batches; `nonces` remembers the last nonce per key,
+    from the marks of earlier terms on."""
 
     cluster: str
     keys: dict[str, tuple[bytes, Grant]]
     nonces: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_policy(cls, cluster: str, policy: dict[str, Any] | None, previous: Admission | None = None) -> Admission | None:
-        """None when the cluster does not enforce trading permissions."""
+    def from_policy(
+        cls, cluster: str, policy: dict[str, Any] | None, previous: Admission | None = None,
+        marks: dict[str, int] | None = None,
+    ) -> Admission | None:
+        """None when the cluster does not enforce trading permissions. The nonces carry on
+        from `previous` (this leader's last policy) or else `marks` (what it read when its
+        term began), raised by the policy's own marks (the control plane's)."""
         if not policy or not policy.get("enforced"):
             return None
         keys = {
@@ -81,7 +92,11 @@ class Admission:
             )
             for key_id, entry in policy.get("keys", {}).items()
         }
-        return cls(cluster, keys, previous.nonces if previous is not None else {})
+        nonces = previous.nonces if previous is not None else dict(marks or {})
+        handed = policy.get("nonces")
+        if isinstance(handed, dict):
+            raise_marks(nonces, {k: v for k, v in handed.items() if isinstance(v, int) and not isinstance(v, bool)})
+        return cls(cluster, keys, nonces)
 
     def admit(self, fields: dict, reply_to: str) -> Verdict:
         """Check one entry's signature and nonce; its raw `c` field is what was signed."""
@@ -99,7 +114,9 @@ class Admission:
             value = int(nonce)
         except ValueError:
             return Verdict(None, "the nonce is not a number", REFUSED_BAD_SIGNATURE)
+        if not 0 < value <= NONCE_MAX:  # the marks are bigints in the control plane
+            return Verdict(None, f"the nonce is not between 1 and {NONCE_MAX}", REFUSED_BAD_SIGNATURE)
         if value <= self.nonces.get(key_id, 0):
             return Verdict(None, f"replayed batch: nonce {value} of key {key_id!r} already seen", REFUSED_REPLAYED)
         self.nonces[key_id] = value
-        return Verdict(grant)
+        return Verdict(grant, key_id=key_id, nonce=value)

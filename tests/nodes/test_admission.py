@@ -116,3 +116,27 @@ def test_nonces_increase_even_when_the_clock_steps_back(monkeypatch):
     first = int(signer.next_nonce())
     monkeypatch.setattr(signing.time, "time_ns", lambda: 10)
     assert int(signer.next_nonce()) == first + 1
+
+
+def test_a_new_leader_starts_from_the_marks_of_earlier_terms():
+    """Marks read from Redis when the term began and those the control plane hands over in
+    the policy: the higher of both counts, and the leader's own nonces carry on above them."""
+    policy = {**POLICY, "nonces": {"k1": 7}}
+    from_redis = Admission.from_policy("alpha", policy, marks={"k1": 9})
+    assert from_redis.admit(entry(nonce=9), REPLY).code == REFUSED_REPLAYED
+    assert from_redis.admit(entry(nonce=10), REPLY).grant is not None
+    from_policy = Admission.from_policy("alpha", policy, marks={"k1": 3})
+    assert from_policy.admit(entry(nonce=7), REPLY).code == REFUSED_REPLAYED
+    assert from_policy.admit(entry(nonce=8), REPLY).grant is not None
+    renewed = Admission.from_policy("alpha", {**POLICY, "nonces": {"k1": 5}}, from_policy)  # an older mark
+    assert renewed.admit(entry(nonce=8), REPLY).code == REFUSED_REPLAYED  # not lowered
+
+
+def test_an_admitted_batch_names_its_key_and_nonce_for_the_marks():
+    verdict = admission().admit(entry(nonce=42), REPLY)
+    assert (verdict.key_id, verdict.nonce) == ("k1", 42)
+
+
+@pytest.mark.parametrize("nonce", [0, 2**63])
+def test_a_nonce_outside_a_bigint_is_refused(nonce):
+    assert admission().admit(entry(nonce=nonce), REPLY).code == REFUSED_BAD_SIGNATURE
