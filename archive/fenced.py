@@ -7,7 +7,8 @@ moved the fence past it:
 - `deliver`: a leader reports results to its clients (RPUSH on their reply lists) and
   acknowledges the commands in the command stream only while the fence is at its term.
   Once the fence moved, the set of results ever reported in the term is closed, before
-  anyone is elected.
+  anyone is elected. The same step raises the batch-nonce marks of the signed batches it
+  acknowledges (wire.nonces), so the next leader reads every one of them.
 - `acknowledge`: a follower's ack of term T enters the ack stream only while the fence is
   at T. A node that read a newer fence, then measured its log, has acknowledged nothing
   beyond what it measured: its report is a valid vote (nodes.protocol.election).
@@ -38,9 +39,14 @@ local function fence_verdict(fence_key, term)
 end
 """
 
-# KEYS: fence, commands stream, then one reply list per client. ARGV: term, group, reply
-# TTL (s), number of command ids, the ids, then per reply list: message count, messages.
+# KEYS: fence, commands stream, nonce marks, then one reply list per client. ARGV: term,
+# group, reply TTL (s), number of command ids, the ids, number of marks, (key id, nonce)
+# per mark, then per reply list: message count, messages. Nonces are canonical decimal
+# strings compared as such: past 2^53 Lua's numbers would round them.
 _DELIVER = _CHECK + """
+local function above(a, b)
+    return #a > #b or (#a == #b and a > b)
+end
 local refused = fence_verdict(KEYS[1], tonumber(ARGV[1]))
 if refused then return refused end
 local ttl = tonumber(ARGV[3])
@@ -62,7 +68,14 @@ if ids > 0 then
     end
 end
 at = at + ids
-for k = 3, #KEYS do
+local marks = tonumber(ARGV[at])
+at = at + 1
+for i = at, at + 2 * marks - 1, 2 do
+    local seen = redis.call('HGET', KEYS[3], ARGV[i])
+    if not seen or above(ARGV[i + 1], seen) then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+end
+at = at + 2 * marks
+for k = 4, #KEYS do
     local count = tonumber(ARGV[at])
     at = at + 1
     local batch = {}
@@ -113,6 +126,7 @@ class FencedWrites:
 
     def __init__(self, redis: Redis, cluster: str) -> None:
         self._fence_key = keys(cluster).fence
+        self._nonces_key = keys(cluster).nonces
         self._deliver = redis.register_script(_DELIVER)
         self._acknowledge = redis.register_script(_ACKNOWLEDGE)
         self._status = redis.register_script(_STATUS)
@@ -126,11 +140,13 @@ class FencedWrites:
         group: str,
         command_ids: Sequence[bytes],
         reply_ttl: int,
+        nonces: Mapping[str, int] | None = None,
         line: DirectConnection | None = None,
     ) -> tuple[str, int | None]:
-        """Push each client's result messages and acknowledge the commands, if the fence
-        is at `term`; nothing at all otherwise."""
-        return _run(line, *self._deliver_call(term, replies, commands_key, group, command_ids, reply_ttl))
+        """Push each client's result messages, acknowledge the commands and raise the
+        nonce marks of their batches (key id -> highest nonce), if the fence is at
+        `term`; nothing at all otherwise."""
+        return _run(line, *self._deliver_call(term, replies, commands_key, group, command_ids, reply_ttl, nonces))
 
     def deliver_command(
         self,
@@ -142,15 +158,19 @@ class FencedWrites:
         group: str,
         command_ids: Sequence[bytes],
         reply_ttl: int,
+        nonces: Mapping[str, int] | None = None,
     ) -> tuple:
-        return line.evalsha(*self._deliver_call(term, replies, commands_key, group, command_ids, reply_ttl))
+        return line.evalsha(*self._deliver_call(term, replies, commands_key, group, command_ids, reply_ttl, nonces))
 
-    def _deliver_call(self, term, replies, commands_key, group, command_ids, reply_ttl) -> tuple[Script, list, list]:
-        args: list = [term, group, reply_ttl, len(command_ids), *command_ids]
+    def _deliver_call(self, term, replies, commands_key, group, command_ids, reply_ttl, nonces) -> tuple[Script, list, list]:
+        nonces = nonces or {}
+        args: list = [term, group, reply_ttl, len(command_ids), *command_ids, len(nonces)]
+        for key_id, nonce in nonces.items():
+            args.extend((key_id, str(int(nonce))))
         for messages in replies.values():
             args.append(len(messages))
             args.extend(messages)
-        return self._deliver, [self._fence_key, commands_key, *replies], args
+        return self._deliver, [self._fence_key, commands_key, self._nonces_key, *replies], args
 
     def status(
         self, term: int, key: str, mapping: Mapping[str, object], line: DirectConnection | None = None

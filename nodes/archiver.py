@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import wire
 from archive import FencedError, RedisEventPublisher
 from nodes.committer import Committer, PendingBatch, SteppedDown, Trouble
 from nodes.context import RoleContext
 from nodes.engine import CommandDuplicate
+from wire.nonces import raise_marks
 from wire.redisconn import DirectConnection
 
 log = logging.getLogger("nodes.leader")
@@ -34,6 +35,7 @@ class OutBatch:
     per_entry: list  # (stream entry id, reply key, [(status, first, count, duplicate)])
     stream_ids: list[bytes]
     last_position: int
+    nonces: dict[str, int] = field(default_factory=dict)  # key id -> highest nonce admitted
 
 
 class Archiver:
@@ -112,12 +114,16 @@ class Archiver:
             self._publish(entries)
         payload_at = {entry.position: entry.payload for entry in entries}
         payload_at.update(self._original_payloads(batches))
+        nonces: dict[str, int] = {}
+        for batch in batches:
+            raise_marks(nonces, batch.nonces)
         self.committer.hand_over(
             PendingBatch(
                 last_position=batches[-1].last_position,
                 replies=[reply for batch in batches for reply in self._replies(batch, payload_at)],
                 stream_ids=[entry_id for batch in batches for entry_id in batch.stream_ids],
                 archived_at=self.ctx.clock.monotonic(),
+                nonces=nonces,
             ),
             self.line,
         )

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis as redis_lib
 
@@ -25,6 +25,7 @@ from nodes.context import RoleContext
 from nodes.protocol.commit import CommitTracker
 from nodes.protocol.fencing import FenceVerdict
 from wire import signing
+from wire.nonces import raise_marks
 from wire.redisconn import DirectConnection, stream_entries
 
 log = logging.getLogger("nodes.leader")
@@ -64,6 +65,7 @@ class PendingBatch:
     replies: list[tuple[str, bytes]]  # (reply key, message)
     stream_ids: list[bytes]
     archived_at: float = 0.0  # monotonic: when the leader held it (commit latency from there)
+    nonces: dict[str, int] = field(default_factory=dict)  # key id -> highest batch nonce in it
 
 
 @dataclass
@@ -298,6 +300,9 @@ class Committer:
             for key, message in batch.replies:
                 replies.setdefault(key, []).append(message)
         stream_ids = [entry_id for batch in ready for entry_id in batch.stream_ids]
+        nonces: dict[str, int] = {}
+        for batch in ready:
+            raise_marks(nonces, batch.nonces)
         return self.fenced.deliver_command(
             line,
             self.term,
@@ -306,6 +311,7 @@ class Committer:
             group=wire.LEADER_GROUP,
             command_ids=stream_ids,
             reply_ttl=REPLY_TTL_S,
+            nonces=nonces,
         )
 
     def _finish_delivery(self, delivery: Delivery, replies: list) -> None:
@@ -327,6 +333,8 @@ class Committer:
                         self.term, status,
                     )  # fmt: skip
                 return
+        for batch in delivery.ready:  # acknowledged with their marks: the heartbeat reports them
+            raise_marks(self.ctx.client_nonces, batch.nonces)
         before = self.commit_position
         self.commit_position = max(before, delivery.commit)
         observe = self.ctx.on_commit  # the node's metrics, if served

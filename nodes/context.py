@@ -73,6 +73,9 @@ class RoleContext:
     stop: threading.Event  # set when the node stops
     ack_nonces: AckNonces  # one per process: a follower's ack nonces increase across terms
     clock: Clock = field(default_factory=SystemClock)
+    # One per process: a leader's batch-nonce marks, as acknowledged (wire.nonces); its
+    # deliveries raise them (one at a time), the heartbeat reports them.
+    client_nonces: dict[str, int] = field(default_factory=dict)
     # on_commit(latencies, events): a leader's delivery of committed batches, for the
     # node's metrics (set by nodes.metrics.start when they are served).
     on_commit: Callable[[list[float], int], None] | None = None

@@ -133,7 +133,17 @@ class Heartbeats:
             "report_seq": next(self._seq),
             "echo_epoch": view.report_epoch if view else 0,
             **_archive_size(node, ready),
+            **_client_nonces(node),
         }
+
+
+def _client_nonces(node: Node) -> dict[str, dict[str, int]]:
+    """The batch-nonce marks this process acknowledged while leading (wire.nonces), for
+    the control plane to hand to the next leader; nothing when it never led."""
+    # dict() of a dict of str -> int copies it in one step under the GIL, while the
+    # commit thread may be raising a mark.
+    marks = dict(node.client_nonces)
+    return {"client_nonces": marks} if marks else {}
 
 
 def _archive_size(node: Node, ready: bool) -> dict[str, int]:

@@ -24,6 +24,8 @@ from nodes.committer import REPLY_TTL_S, Committer, Trouble
 from nodes.context import RoleContext
 from nodes.engine import CommandDuplicate, decode_command
 from wire.admission import Admission
+from wire.keys import keys
+from wire.nonces import parse_stored, raise_marks
 from wire.redisconn import DirectConnection, stream_entries
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ class Leader:
         self.read_line = DirectConnection(ctx.redis, ctx.stats)
         self._policy: dict | None = None  # the trading policy the admission was built from
         self.admission: Admission | None = None
+        # The nonce marks earlier leaders acknowledged (wire.nonces), read in `start`.
+        self.marks: dict[str, int] = {}
         self.dead_letters = DeadLetters(ctx.redis, self.cluster, ctx.name)
         self.claimed: list = []
         self._commands_per_entry = 1.0  # in the command stream's entries, smoothed
@@ -102,6 +106,9 @@ class Leader:
         except redis_lib.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
+        # Read after our election, so after the fence moved: no earlier leader acknowledges
+        # (and raises a mark) any more.
+        self.marks = parse_stored(self.redis.hgetall(keys(self.cluster).nonces))
         # Commands an earlier leader read but never acknowledged are taken over first;
         # the engine answers those it already executed as duplicates (idempotency).
         start_id = "0-0"
@@ -169,7 +176,7 @@ class Leader:
         policy = self.ctx.view.trading
         if policy is not self._policy:
             self._policy = policy
-            self.admission = Admission.from_policy(self.cluster, policy, self.admission)
+            self.admission = Admission.from_policy(self.cluster, policy, self.admission, self.marks)
         return self.admission
 
     def _entries_per_read(self) -> int:
@@ -184,6 +191,7 @@ class Leader:
         first_position = engine.position + 1
         events_all: list = []
         per_entry: list[tuple[bytes, str, list]] = []
+        nonces: dict[str, int] = {}  # of the admitted batches: marked when acknowledged
         commands = 0
         for entry_id, fields in entries:
             results = []
@@ -206,6 +214,7 @@ class Leader:
                     per_entry.append((entry_id, reply_to, [(wire.RESULT_REFUSED, 0, 0, verdict.reason)]))
                     continue
                 grant = verdict.grant
+                raise_marks(nonces, {verdict.key_id: verdict.nonce})
             for data in encoded:
                 try:
                     command = decode_command(data)
@@ -231,12 +240,17 @@ class Leader:
                 events_all.extend(events)
                 duplicate = events[0] if isinstance(events[0], CommandDuplicate) else None
                 results.append((wire.RESULT_COMMITTED, start, len(events), duplicate))
+            if grant is not None and results and all(isinstance(result[3], CommandDuplicate) for result in results):
+                # Taken, yet the book does not change: a client's resend, or a batch
+                # replayed in the window wire.nonces describes. Counted, so the latter shows.
+                self.ctx.stats.count_rejected("commands.all_duplicates")
             per_entry.append((entry_id, reply_to, results))
         batch = OutBatch(
             entries=state.entries_for(events_all, self.term, now, first_position),
             per_entry=per_entry,
             stream_ids=[entry_id for entry_id, _ in entries],
             last_position=engine.position,
+            nonces=nonces,
         )
         self.archiver.put(batch)  # blocks while the archiver is a batch behind
         return commands

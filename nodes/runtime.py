@@ -69,6 +69,7 @@ class Node:
         self.gc_watch = GcWatch().install()
         self.stats = metrics.LoopStats()
         self.ack_nonces = AckNonces()  # this process's ack nonces (wire.signing)
+        self.client_nonces: dict[str, int] = {}  # the batch-nonce marks it acknowledged as leader (wire.nonces)
         self._frozen_at = time.monotonic()
         # on_commit(latencies, events): a leader's delivery of committed batches, for the
         # metrics (set by metrics.start when they are served).
@@ -256,6 +257,7 @@ class Node:
                 config=self.config, state=self.state, redis=self.redis, stats=self.stats,
                 current_view=lambda: self.heartbeats.view, after_batch=self.after_batch,
                 stop=self.stopping, ack_nonces=self.ack_nonces, on_commit=self.on_commit,
+                client_nonces=self.client_nonces,
             )  # fmt: skip
         return self.context
 

@@ -22,6 +22,7 @@ class ClusterKeys(NamedTuple):
     fence: str  # the current term, set by the control plane
     deadletter: str  # entries set aside because they could not be decoded, with a reason
     deadletter_counts: str  # a hash: entries set aside per stream
+    nonces: str  # a hash: per client key, the highest batch nonce acknowledged (wire.nonces)
 
     @property
     def base(self) -> str:
@@ -54,6 +55,7 @@ def keys(cluster: str) -> ClusterKeys:
         fence=f"{base}:fence",
         deadletter=f"{base}:deadletter",
         deadletter_counts=f"{base}:deadletter:counts",
+        nonces=f"{base}:nonces",
     )
 
 

@@ -118,3 +118,37 @@ def test_racing_publishers_only_the_current_term_lands(redis: Redis, cluster: st
     first_new = terms.index(2)
     assert set(terms[first_new:]) == {2}, "an old-term entry landed after the fence moved"
     assert refused[1] >= 50  # every term-1 attempt after the move
+
+
+def test_the_fenced_delivery_raises_the_nonce_marks_and_never_lowers_them(redis: Redis, cluster: str) -> None:
+    """Marks travel with the acknowledgement of their batches: only while the fence is at
+    the term, only upwards, compared as numbers past 2^53 (where Lua's would round)."""
+    import wire
+    from archive import FencedWrites
+
+    set_fence(redis, cluster, 2)
+    writes = FencedWrites(redis, cluster)
+    commands = wire.commands_key(cluster)
+    redis.xgroup_create(commands, wire.LEADER_GROUP, id="0", mkstream=True)
+    reply = wire.reply_key(cluster, "c1")
+    big = 1_790_000_000_000_000_001
+
+    def deliver(term: int, nonces: dict[str, int]) -> tuple:
+        command_id = redis.xadd(commands, {"r": reply, "c": b"x"})
+        return writes.deliver(term, {reply: [b"result"]}, commands_key=commands, group=wire.LEADER_GROUP,
+                              command_ids=[command_id], reply_ttl=60, nonces=nonces)  # fmt: skip
+
+    def marks() -> dict[str, int]:
+        return {key.decode(): int(value) for key, value in redis.hgetall(keys(cluster).nonces).items()}
+
+    assert deliver(2, {"k1": big, "k2": 5}) == ("ok", None)
+    assert marks() == {"k1": big, "k2": 5}
+    assert deliver(2, {"k1": big - 1, "k2": 40}) == ("ok", None)
+    assert marks() == {"k1": big, "k2": 40}
+    assert deliver(2, {"k1": 9}) == ("ok", None)  # fewer digits, not lower
+    assert deliver(2, {}) == ("ok", None)
+    assert marks() == {"k1": big, "k2": 40}
+    set_fence(redis, cluster, 3)
+    assert deliver(2, {"k1": big + 1})[0] == "deposed"
+    assert marks() == {"k1": big, "k2": 40}
+    assert redis.llen(reply) == 4

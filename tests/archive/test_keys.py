@@ -23,7 +23,7 @@ from wire.keys import keys
 def every_key(cluster: str) -> list[str]:
     cluster_keys = keys(cluster)
     return [
-        cluster_keys.events, cluster_keys.fence, cluster_keys.deadletter, cluster_keys.deadletter_counts,
+        cluster_keys.events, cluster_keys.fence, cluster_keys.deadletter, cluster_keys.deadletter_counts, cluster_keys.nonces,
         cluster_keys.replay("node-1"), wire.events_key(cluster, 7), wire.commands_key(cluster),
         wire.acks_key(cluster), wire.commit_key(cluster), wire.reply_key(cluster, "client-1"),
         rpc.answer_prefix(cluster) + "0123abcd",
