@@ -16,6 +16,7 @@ from controlplane.clusters import dashboard, maintenance, replication, services,
 from controlplane.clusters.models import (
     NODE_REPORTED_FIELDS,
     ClientKey,
+    ClientNonce,
     Cluster,
     Node,
     NodeRole,
@@ -511,6 +512,25 @@ class OperatorActionAdmin(admin.ModelAdmin):
 class RoleChangeAdmin(admin.ModelAdmin):
     list_display = ["created_at", "cluster", "term", "old_leader", "new_leader", "actor", "reason"]
     list_filter = ["cluster", "actor"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ClientNonce)
+class ClientNonceAdmin(admin.ModelAdmin):
+    """Read-only: a mark is only ever raised, by the leaders' heartbeats (wire.nonces). A key
+    whose client set its clock far ahead is replaced (issue a new key, revoke this one)."""
+
+    list_display = ["cluster", "key_id", "nonce"]
+    list_filter = ["cluster"]
+    search_fields = ["key_id"]
 
     def has_add_permission(self, request) -> bool:
         return False

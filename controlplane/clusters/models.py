@@ -416,6 +416,25 @@ class ClientKey(models.Model):
         return f"{self.key_id} ({self.client})"
 
 
+class ClientNonce(models.Model):
+    """The highest batch nonce a leader of the cluster acknowledged with a client key
+    (wire.nonces): the next leader refuses every batch of that key not above it, so a
+    batch captured in one term cannot be replayed in another. Only ever raised
+    (trading.raise_nonce_marks); not a foreign key, since the control plane's own key
+    has no row and a deleted key's mark does no harm."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="client_nonces")
+    key_id = models.CharField(max_length=63)
+    nonce = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["cluster__name", "key_id"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "key_id"], name="client_nonce_per_cluster_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} in {self.cluster}: {self.nonce}"
+
+
 class ReplicationKey(models.Model):
     """An HMAC-SHA256 key the nodes of a cluster sign their acks and live-stream entries
     with (wire.signing), so that a process that can write to Redis cannot fake a commit or

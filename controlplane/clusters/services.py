@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import redis
@@ -16,7 +16,7 @@ from django.db.models import F
 from django.db.models.functions import Least, Now
 
 from archive.fence import lower_fence, set_fence
-from controlplane.clusters import streams
+from controlplane.clusters import streams, trading
 from controlplane.clusters.models import (
     Cluster,
     ClusterStatus,
@@ -482,6 +482,7 @@ class HeartbeatReport:
     archive_first_position: int = 0  # retention: the oldest position the archive holds
     archive_bytes: int = 0
     snapshot_position: int = 0  # its latest verified snapshot
+    client_nonces: dict[str, int] = field(default_factory=dict)  # a leader's acknowledged batch-nonce marks
 
 
 class ImpossibleReport(ServiceError):
@@ -505,6 +506,8 @@ def record_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
         node = _store_heartbeat(node_name, report)
+        # True whenever it was acknowledged, even in a report older than the last one.
+        trading.raise_nonce_marks(node.cluster_id, report.client_nonces)
     if node.resyncing and node.cluster.leader_id == node.pk:
         with contextlib.suppress(StaleExpectation):  # someone else changed the term first
             end_term(

@@ -1,7 +1,8 @@
 """Trading permissions: who may trade for which account, checked before a command is logged.
 
 The API checks a user's own grant here before sending; the leader checks signed batches
-from Redis with wire.admission, from the policy this module puts in its heartbeat answer.
+from Redis with wire.admission, from the policy this module puts in its heartbeat answer,
+which also hands it the batch-nonce marks of earlier leaders (wire.nonces).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import hmac
 import secrets
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from controlplane.clusters.models import ClientKey, Cluster, TradingClient
+from controlplane.clusters.models import ClientKey, ClientNonce, Cluster, TradingClient
 from wire.admission import Grant
 
 CONTROLPLANE_KEY_ID = "controlplane"
@@ -50,7 +51,28 @@ def leader_policy(cluster: Cluster) -> dict | None:
             "accounts": sorted(grant.accounts),
             "instruments": grant.instruments,
         }
-    return {"enforced": True, "keys": keys}
+    marks = ClientNonce.objects.filter(cluster=cluster, key_id__in=list(keys)).values_list("key_id", "nonce")
+    return {"enforced": True, "keys": keys, "nonces": dict(marks)}
+
+
+def raise_nonce_marks(cluster_id: int, marks: dict[str, int]) -> None:
+    """Keep, per (cluster, key id), the highest nonce a leader reported acknowledging;
+    never lower it. One upsert: a deposed leader's late report and its successor's may
+    race on the same rows, and keeping the greater makes their order irrelevant. Rows in
+    key order, so two such upserts lock them in the same order and never deadlock."""
+    if not marks:
+        return
+    table = ClientNonce._meta.db_table
+    rows = sorted(marks.items())
+    values = ", ".join(["(%s, %s, %s)"] * len(rows))
+    params = [value for key_id, nonce in rows for value in (cluster_id, key_id, nonce)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (cluster_id, key_id, nonce) VALUES {values} "  # our table name, values as parameters
+            f"ON CONFLICT (cluster_id, key_id) DO UPDATE SET nonce = EXCLUDED.nonce "
+            f"WHERE {table}.nonce < EXCLUDED.nonce",
+            params,
+        )
 
 
 def new_key(client: TradingClient | str) -> ClientKey:

@@ -14,6 +14,7 @@ from controlplane.clusters import replication, services, streams, trading
 from controlplane.clusters.api.responses import DetailSerializer, NodeConfigSerializer
 from controlplane.clusters.api.serializers import StrictFieldsMixin
 from controlplane.clusters.models import Node, NodeStatus
+from wire.nonces import NONCE_MAX, marks_refusal
 
 NODE_AUTH_SCHEME = "Node"
 
@@ -41,6 +42,16 @@ class HeartbeatSerializer(StrictFieldsMixin, serializers.Serializer):
     archive_first_position = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
     archive_bytes = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
     snapshot_position = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    client_nonces = serializers.DictField(
+        child=serializers.IntegerField(min_value=1, max_value=NONCE_MAX), required=False, default=dict,
+        help_text="A leader's batch-nonce marks: per client key id, the highest nonce it acknowledged.",
+    )
+
+    def validate_client_nonces(self, value: dict[str, int]) -> dict[str, int]:
+        refusal = marks_refusal(value)
+        if refusal:
+            raise serializers.ValidationError(refusal)
+        return value
 
 
 def node_config(node: Node) -> dict:
