@@ -8,8 +8,8 @@ import pytest
 
 import wire
 from archive.deadletter import dead_letter_counts
-from controlplane.clusters import trading
-from controlplane.clusters.models import Cluster, TradingAccount, TradingClient
+from controlplane.clusters import services, switchover, trading
+from controlplane.clusters.models import ClientNonce, Cluster, TradingAccount, TradingClient
 from nodes.engine import (
     AddInstrument,
     CancelOrder,
@@ -21,6 +21,7 @@ from nodes.engine import (
 )
 from tests.nodes.conftest import archive_entries, wait_until
 from wire.client import ClusterClient, CommandRefused
+from wire.keys import keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -94,45 +95,87 @@ def refused_after_revocation(signed: ClusterClient) -> bool:
     return False
 
 
-def test_a_signed_batch_replayed_after_a_leader_change_changes_no_book(make_cluster, supervisor):
-    """The leader keeps the batch nonces it has seen in memory: a new leader takes a signed
-    batch replayed from before its term, but the engine's idempotency (client id, sequence)
-    answers each command with its original result, so no order is placed twice; the log
-    gets one CommandDuplicate event per command. From then on that leader refuses it as a
-    replay (counted)."""
-    cluster = make_cluster(size=3, write_quorum=1)
-    Cluster.objects.filter(name=cluster.name).update(trading_checks=True)
-    trader = TradingClient.objects.create(name="trader")
-    trader.accounts.add(TradingAccount.objects.create(name="a1"))
-    key = trading.new_key(trader)
-    cluster.start_all()
-    operations = ClusterClient(cluster.name, cluster.redis, client_id="ops", timeout=10,
-                               signing_key=trading.controlplane_key())  # fmt: skip
-    signed = ClusterClient(cluster.name, cluster.redis, client_id="trader", timeout=10,
-                           signing_key=(key.key_id, key.secret))  # fmt: skip
-    cluster.clients += [operations, signed]
-    operations.submit(AddInstrument(client_id="ops", client_seq=operations.next_seq(), symbol="ACME"))
-    payload = wire.encode([encode_command(place(signed, "a1"))])
-    fields = {"r": signed.reply_key, "c": payload, **signed.signer.fields(signed.reply_key, payload)}
+class Replayable:
+    """A three-node cluster that enforces trading permissions, a trader's signed client, and
+    one signed entry as an eavesdropper would capture it, to add again as it was."""
 
-    def send() -> list:
-        entry = cluster.redis.xadd(wire.commands_key(cluster.name), fields).decode()
-        signed._outstanding[entry] = 1
-        return signed.wait(entry, timeout=20)
+    def __init__(self, make_cluster) -> None:
+        cluster = self.cluster = make_cluster(size=3, write_quorum=1)
+        Cluster.objects.filter(name=cluster.name).update(trading_checks=True)
+        trader = TradingClient.objects.create(name="trader")
+        trader.accounts.add(TradingAccount.objects.create(name="a1"))
+        self.key = trading.new_key(trader)
+        cluster.start_all()
+        operations = ClusterClient(cluster.name, cluster.redis, client_id="ops", timeout=10,
+                                   signing_key=trading.controlplane_key())  # fmt: skip
+        self.signed = ClusterClient(cluster.name, cluster.redis, client_id="trader", timeout=10,
+                                    signing_key=(self.key.key_id, self.key.secret))  # fmt: skip
+        cluster.clients += [operations, self.signed]
+        operations.submit(AddInstrument(client_id="ops", client_seq=operations.next_seq(), symbol="ACME"))
+        payload = wire.encode([encode_command(place(self.signed, "a1"))])
+        self.fields = {"r": self.signed.reply_key, "c": payload, **self.signed.signer.fields(self.signed.reply_key, payload)}
+        self.nonce = int(self.fields["n"])
 
-    (original,) = send()
+    def send(self) -> list:
+        entry = self.cluster.redis.xadd(wire.commands_key(self.cluster.name), self.fields).decode()
+        self.signed._outstanding[entry] = 1
+        return self.signed.wait(entry, timeout=20)
+
+    def leader(self) -> str:
+        return wait_until(lambda: (leader := self.cluster.cluster.leader) and leader.name, 20, "a leader")
+
+    def wait_leading(self, old: str) -> str:
+        """The new leader's name, once it takes signed commands (its nonces are above it all)."""
+        wait_until(lambda: (leader := self.cluster.cluster.leader) is not None and leader.name != old, 20,
+                   "a new leader")  # fmt: skip
+        fresh = self.signed.submit(place(self.signed, "a1"), timeout=20)
+        assert fresh.status == wire.RESULT_COMMITTED
+        return self.leader()
+
+    def replay_is_refused(self, leader: str) -> None:
+        """Refused as a replay, set aside and counted; the leader's log does not grow."""
+        location = self.cluster.locations[leader]
+        logged = archive_entries(location)
+        before = dead_letter_counts(self.cluster.redis, self.cluster.name).get("commands.replayed", 0)
+        with pytest.raises(CommandRefused, match="replayed batch"):
+            self.send()
+        wait_until(lambda: dead_letter_counts(self.cluster.redis, self.cluster.name).get("commands.replayed", 0) > before,
+                   10, "the replay to be counted")  # fmt: skip
+        assert archive_entries(location) == logged
+        kinds = [entry[2] for entry in logged]
+        assert kinds.count(OrderAccepted.KIND) == 2  # the captured order and the fresh one, once each
+        assert CommandDuplicate.KIND not in kinds
+
+
+def test_a_signed_batch_replayed_after_a_failover_is_refused_and_counted(make_cluster, supervisor):
+    """The fenced delivery that acknowledged the batch raised its key's mark in Redis in
+    the same step (wire.nonces): the next leader, elected after the fence moved, starts
+    from it, so a batch captured before the failover is refused, not answered as a
+    duplicate, and the new leader's log and book do not change."""
+    replayable = Replayable(make_cluster)
+    (original,) = replayable.send()
     assert original.status == wire.RESULT_COMMITTED
-    old = cluster.cluster.leader.name  # the supervisor may have elected before the nodes were up
-    cluster.nodes.kill(old)
-    wait_until(lambda: (leader := cluster.cluster.leader) is not None and leader.name != old, 20, "a new leader")
-    (again,) = send()  # a new leader has not seen the nonce: the engine has seen the command
-    assert again.status == wire.RESULT_DUPLICATE
-    assert again.first_position == original.first_position
-    leader = cluster.cluster.leader.name
-    kinds = [entry[2] for entry in archive_entries(cluster.locations[leader])]
-    assert kinds.count(OrderAccepted.KIND) == 1  # the order was placed once
-    assert kinds[-1] == CommandDuplicate.KIND
-    with pytest.raises(CommandRefused, match="replayed batch"):  # now it remembers the nonce
-        send()
-    wait_until(lambda: dead_letter_counts(cluster.redis, cluster.name).get("commands.replayed", 0) >= 1, 10,
-               "the second replay to be counted")  # fmt: skip
+    old = replayable.leader()  # the supervisor may have elected before the nodes were up
+    replayable.cluster.nodes.kill(old)
+    new = replayable.wait_leading(old)
+    replayable.replay_is_refused(new)
+
+
+def test_the_control_plane_hands_the_marks_over_when_redis_lost_them(make_cluster):
+    """The leader reports its acknowledged marks in its heartbeat and the control plane
+    keeps them: with the Redis copy gone (as after a Redis restart), the next leader of a
+    switchover gets them in its heartbeat answer and refuses the replay all the same."""
+    replayable = Replayable(make_cluster)
+    (original,) = replayable.send()
+    assert original.status == wire.RESULT_COMMITTED
+    cluster = replayable.cluster
+    wait_until(lambda: ClientNonce.objects.filter(cluster__name=cluster.name, key_id=replayable.key.key_id,
+                                                  nonce__gte=replayable.nonce).exists(),
+               10, "the leader to report the batch's mark")  # fmt: skip
+    cluster.redis.delete(keys(cluster.name).nonces)
+    old = replayable.leader()
+    target = next(name for name in cluster.secrets if name != old)
+    switchover.change_leader(cluster.name, target, actor=services.Actor("test"), reason="test", timeout=20)
+    new = replayable.wait_leading(old)
+    assert new == target
+    replayable.replay_is_refused(new)
