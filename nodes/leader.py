@@ -241,8 +241,9 @@ class Leader:
                 duplicate = events[0] if isinstance(events[0], CommandDuplicate) else None
                 results.append((wire.RESULT_COMMITTED, start, len(events), duplicate))
             if grant is not None and results and all(isinstance(result[3], CommandDuplicate) for result in results):
-                # Taken, yet the book does not change: a client's resend, or a batch
-                # replayed in the window wire.nonces describes. Counted, so the latter shows.
+                # Taken, yet the book does not change: a client's resend, a batch taken over
+                # from a failed leader, or one replayed in the window wire.nonces describes.
+                # Counted, so that the last shows.
                 self.ctx.stats.count_rejected("commands.all_duplicates")
             per_entry.append((entry_id, reply_to, results))
         batch = OutBatch(

@@ -28,8 +28,9 @@ from the higher of both:
 Residual window: only after Redis lost its data, a batch acknowledged after the old
 leader's last answered heartbeat (a heartbeat interval at most, plus a Redis failover's
 lost writes) can be replayed once to a later leader; the engine answers its commands as
-duplicates (no state changes; the batch is counted as `commands.all_duplicates`, with the
-clients' own resends), and from then on that leader refuses it.
+duplicates (no book changes; the batch is counted as `commands.all_duplicates`, as are
+the clients' own resends and the batches taken over from a failed leader), and from then
+on that leader refuses it.
 
 Nonces come from the client's clock (wire.signing.BatchSigner: time in ns, increasing), so
 a mark is a time: a client restarted with its clock set back is refused as a replay until
