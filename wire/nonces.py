@@ -26,8 +26,9 @@ from the higher of both:
   answer (`trading.nonces`) hands them to whichever node leads next.
 
 Residual window: only after Redis lost its data, a batch acknowledged after the old
-leader's last answered heartbeat (a heartbeat interval at most, plus a Redis failover's
-lost writes) can be replayed once to a later leader; the engine answers its commands as
+leader's last answered heartbeat (within a heartbeat interval; at most its lease, after
+which a leader whose heartbeats go unanswered stops, plus the batches it delivers while
+stopping) can be replayed once to a later leader; the engine answers its commands as
 duplicates (no book changes; the batch is counted as `commands.all_duplicates`, as are
 the clients' own resends and the batches taken over from a failed leader), and from then
 on that leader refuses it.
