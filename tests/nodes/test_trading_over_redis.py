@@ -106,12 +106,12 @@ class Replayable:
         trader.accounts.add(TradingAccount.objects.create(name="a1"))
         self.key = trading.new_key(trader)
         cluster.start_all()
-        operations = ClusterClient(cluster.name, cluster.redis, client_id="ops", timeout=10,
-                                   signing_key=trading.controlplane_key())  # fmt: skip
+        self.operations = ClusterClient(cluster.name, cluster.redis, client_id="ops", timeout=10,
+                                        signing_key=trading.controlplane_key())  # fmt: skip
         self.signed = ClusterClient(cluster.name, cluster.redis, client_id="trader", timeout=10,
                                     signing_key=(self.key.key_id, self.key.secret))  # fmt: skip
-        cluster.clients += [operations, self.signed]
-        operations.submit(AddInstrument(client_id="ops", client_seq=operations.next_seq(), symbol="ACME"))
+        cluster.clients += [self.operations, self.signed]
+        self.add_instrument("ACME")
         payload = wire.encode([encode_command(place(self.signed, "a1"))])
         self.fields = {"r": self.signed.reply_key, "c": payload, **self.signed.signer.fields(self.signed.reply_key, payload)}
         self.nonce = int(self.fields["n"])
@@ -124,12 +124,18 @@ class Replayable:
     def leader(self) -> str:
         return wait_until(lambda: (leader := self.cluster.cluster.leader) and leader.name, 20, "a leader")
 
+    def add_instrument(self, symbol: str) -> None:
+        ops = self.operations
+        added = ops.submit(AddInstrument(client_id="ops", client_seq=ops.next_seq(), symbol=symbol), timeout=20)
+        assert added.status == wire.RESULT_COMMITTED
+
     def wait_leading(self, old: str) -> str:
-        """The new leader's name, once it takes signed commands (its nonces are above it all)."""
+        """The new leader's name, once it takes commands. With another key than the
+        trader's: a fresh batch of the trader's own would raise its mark in the new
+        leader's memory, and the replay would be refused for that reason alone."""
         wait_until(lambda: (leader := self.cluster.cluster.leader) is not None and leader.name != old, 20,
                    "a new leader")  # fmt: skip
-        fresh = self.signed.submit(place(self.signed, "a1"), timeout=20)
-        assert fresh.status == wire.RESULT_COMMITTED
+        self.add_instrument("OTHER")
         return self.leader()
 
     def replay_is_refused(self, leader: str) -> None:
@@ -143,7 +149,7 @@ class Replayable:
                    10, "the replay to be counted")  # fmt: skip
         assert archive_entries(location) == logged
         kinds = [entry[2] for entry in logged]
-        assert kinds.count(OrderAccepted.KIND) == 2  # the captured order and the fresh one, once each
+        assert kinds.count(OrderAccepted.KIND) == 1  # the captured order, placed once
         assert CommandDuplicate.KIND not in kinds
 
 
