@@ -21,6 +21,10 @@ REFUSED_UNSIGNED = "unsigned"
 REFUSED_UNKNOWN_KEY = "unknown_key"
 REFUSED_BAD_SIGNATURE = "bad_signature"
 REFUSED_REPLAYED = "replayed"
+# How a replay refusal begins: a sender that shares its key between processes (the
+# control plane's web workers) may see its own batch refused so when another process's
+# later nonce reached the stream first, and sends it again with a new nonce.
+REPLAYED_BATCH = "replayed batch"
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,6 @@ class Admission:
         if not 0 < value <= NONCE_MAX:  # the marks are bigints in the control plane
             return Verdict(None, f"the nonce is not between 1 and {NONCE_MAX}", REFUSED_BAD_SIGNATURE)
         if value <= self.nonces.get(key_id, 0):
-            return Verdict(None, f"replayed batch: nonce {value} of key {key_id!r} already seen", REFUSED_REPLAYED)
+            return Verdict(None, f"{REPLAYED_BATCH}: nonce {value} of key {key_id!r} already seen", REFUSED_REPLAYED)
         self.nonces[key_id] = value
         return Verdict(grant, key_id=key_id, nonce=value)

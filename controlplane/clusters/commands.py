@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import wire
 from controlplane.clusters import streams
 from nodes.engine import CommandError, command_from_dict, event_to_dict
+from wire.admission import REPLAYED_BATCH
 from wire.client import (
     ClusterClient,
     CommandRefused,
@@ -39,6 +41,12 @@ class Submission:
 
 
 RESEND_AFTER_S = 3.0
+# The web workers (and manage.py submit) sign with the control plane's one key, whose
+# nonces must reach the stream in order: when two submit in the same instant, the batch
+# whose nonce is lower but arrives second is refused as a replay before any of it runs.
+# It is sent again, with a new nonce (the same client_seq: it runs once in any case).
+REPLAY_RETRIES = 3
+REPLAY_BACKOFF_S = 0.1  # before the first retry; x4 before each next one (2.1 s in all)
 
 
 def parse_commands(items: list[Any]) -> tuple[list, dict[str, dict[str, str]]]:
@@ -64,10 +72,19 @@ def submit(cluster: str, commands: list, timeout: float) -> Submission:
         cluster, streams.connection(), client_id="controlplane", timeout=timeout,
         signing_key=trading.controlplane_key(),
     )  # fmt: skip
+    deadline = time.monotonic() + timeout
     try:
-        # Re-sent while unanswered: a batch lost with a Redis primary that failed over
-        # runs once all the same (the same client_seq, DESIGN §4 "Idempotent commands").
-        return Submission(client.submit_many(commands, resend_after=RESEND_AFTER_S))
+        for attempt in range(REPLAY_RETRIES + 1):
+            try:
+                # Re-sent while unanswered: a batch lost with a Redis primary that failed over
+                # runs once all the same (the same client_seq, DESIGN §4 "Idempotent commands").
+                remaining = max(0.1, deadline - time.monotonic())
+                return Submission(client.submit_many(commands, remaining, resend_after=RESEND_AFTER_S))
+            except CommandRefused as refused:
+                if not str(refused).startswith(REPLAYED_BATCH) or attempt == REPLAY_RETRIES:
+                    raise
+                time.sleep(min(REPLAY_BACKOFF_S * 4**attempt, max(0.0, deadline - time.monotonic())))
+        raise AssertionError("unreachable: the last attempt returns or raises")
     finally:
         client.close()
 

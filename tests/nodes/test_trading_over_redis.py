@@ -4,6 +4,8 @@ says why, sets them aside and counts them. A real leader process."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import wire
@@ -85,6 +87,31 @@ def test_only_signed_batches_for_granted_accounts_reach_the_log(make_cluster):
     assert counts["commands.bad_signature"] == 1
     assert counts["commands.replayed"] == 1
     assert counts["commands.unknown_key"] >= 1
+
+
+def test_an_api_batch_overtaken_by_another_workers_later_nonce_is_sent_again(make_cluster):
+    """The control plane's processes share one key. A batch whose nonce another process
+    overtook (its later nonce reached the stream first) is refused as a replay before it
+    runs; the API sends it again with a new nonce and it commits once."""
+    from controlplane.clusters import commands
+
+    cluster = make_cluster(size=1, write_quorum=0)
+    Cluster.objects.filter(name=cluster.name).update(trading_checks=True)
+    (leader,) = cluster.start_all()
+    other_worker = ClusterClient(cluster.name, cluster.redis, client_id="ops", timeout=10,
+                                 signing_key=trading.controlplane_key())  # fmt: skip
+    cluster.clients.append(other_worker)
+    other_worker.signer._nonce = time.time_ns() + 10**9  # its clock a second ahead of ours
+    other_worker.submit(AddInstrument(client_id="ops", client_seq=other_worker.next_seq(), symbol="ACME"))
+
+    order = PlaceOrder(client_id="desk", client_seq=1, account="a1", symbol="ACME", side=Side.BUY, qty=1, price=100)
+    submitted = commands.submit(cluster.name, [order], timeout=10)
+
+    assert submitted.results[0].status == wire.RESULT_COMMITTED
+    assert dead_letter_counts(cluster.redis, cluster.name).get("commands.replayed", 0) >= 1
+    kinds = [entry[2] for entry in archive_entries(cluster.locations[leader])]
+    assert kinds.count(OrderAccepted.KIND) == 1  # sent up to four times, run once
+    assert CommandDuplicate.KIND not in kinds
 
 
 def refused_after_revocation(signed: ClusterClient) -> bool:
