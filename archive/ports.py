@@ -1,8 +1,8 @@
 """The archive's ports: the Protocols its adapters implement (PostgreSQL, Redis).
 
 Each port has a contract suite (tests/archive/contracts/) that every adapter runs. The
-node's code is written against these methods; ``nodes.state.NodeState`` still builds
-the PostgreSQL adapters itself (a location in, adapters out).
+node's code is written against these methods; it gets its adapters from one factory
+(nodes/adapters.py), made where the node is put together (the worker bootstep).
 """
 
 from __future__ import annotations
@@ -100,6 +100,11 @@ class EventLog(Protocol):
         """How many times truncate_after() dropped entries from this archive."""
         ...
 
+    def count_boot(self) -> int:
+        """Count one more process opening this archive; returns its number, higher than
+        any returned before (it orders a node's reports across its restarts)."""
+        ...
+
     def close(self) -> None:
         """Release the database connection. Idempotent."""
         ...
@@ -130,6 +135,10 @@ class SnapshotStore(Protocol):
         """Delete all but the `keep` newest snapshots (keep >= 1); return how many."""
         ...
 
+    def close(self) -> None:
+        """Release the database connection. Idempotent."""
+        ...
+
 
 class EventPublisher(Protocol):
     """Publishes the leader's batches on the cluster's live stream, fenced by term.
@@ -143,8 +152,9 @@ class EventPublisher(Protocol):
     StaleEntryError if the first attempt landed, so a retry never duplicates.
     """
 
-    def publish(self, term: int, entries: Sequence[LogEntry]) -> None:
-        """Publish one contiguous batch of `term` in one round trip."""
+    def publish(self, term: int, entries: Sequence[LogEntry], key: tuple[str, bytes] | None = None) -> None:
+        """Publish one contiguous batch of `term` in one round trip; signed with `key`
+        (key id, secret) when given, so that readers holding the key can check it."""
         ...
 
 

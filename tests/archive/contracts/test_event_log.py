@@ -147,6 +147,10 @@ class EventLogContract:
         assert read_all(log) == []
         assert snapshots.latest() is None
 
+    def test_each_boot_counts_higher_than_the_last(self, log: EventLog) -> None:
+        first = log.count_boot()
+        assert log.count_boot() > first > 0
+
     def test_close_is_idempotent(self, log: EventLog) -> None:
         log.close()
         log.close()

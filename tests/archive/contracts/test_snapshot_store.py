@@ -58,6 +58,10 @@ class SnapshotStoreContract:
         assert [s.position for s in store.list()] == [40, 30]
         assert store.prune(keep=2) == 0
 
+    def test_close_is_idempotent(self, store: SnapshotStore) -> None:
+        store.close()
+        store.close()
+
 
 class TestPostgresSnapshotStore(SnapshotStoreContract):
     @pytest.fixture
