@@ -14,12 +14,11 @@ import threading
 from dataclasses import dataclass, field
 
 import wire
-from archive import FencedError, RedisEventPublisher
+from archive import FencedError
 from nodes.committer import Committer, PendingBatch, SteppedDown, Trouble
 from nodes.context import RoleContext
 from nodes.engine import CommandDuplicate
 from wire.nonces import raise_marks
-from wire.redisconn import DirectConnection
 
 log = logging.getLogger("nodes.leader")
 
@@ -46,13 +45,14 @@ class Archiver:
         self, ctx: RoleContext, term: int, committer: Committer, trouble: Trouble, stop: threading.Event
     ) -> None:
         self.ctx, self.term, self.committer, self.trouble, self.stop = ctx, term, committer, trouble, stop
-        self.line = DirectConnection(ctx.redis, ctx.stats)  # this thread's publishes and deliveries
-        self.publisher = RedisEventPublisher(
+        self.line = ctx.adapters.line(ctx.redis, ctx.stats)  # this thread's publishes and deliveries
+        self.stream_key = wire.events_key(ctx.view.cluster, term)  # the term's live stream
+        self.publisher = ctx.adapters.publisher(
             ctx.redis,
             ctx.view.cluster,
+            stream_key=self.stream_key,
             maxlen=ctx.config.stream_maxlen,
             window_s=ctx.config.stream_window_s,
-            stream_key=wire.events_key(ctx.view.cluster, term),
             line=self.line,
         )
         # Batches processed by the loop thread, waiting for this thread: the loop goes on

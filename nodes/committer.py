@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import redis as redis_lib
 
 import wire
-from archive import DeadLetters, FencedWrites
 from archive.fenced import verdict
 from nodes.context import RoleContext
 from nodes.protocol.commit import CommitTracker
@@ -92,9 +91,9 @@ class Committer:
         self.acks_key = wire.acks_key(self.cluster)
         self.commit_key = wire.commit_key(self.cluster)
         self.commands_key = wire.commands_key(self.cluster)
-        self.line = DirectConnection(ctx.redis, ctx.stats)  # this thread's reads and deliveries
-        self.fenced = FencedWrites(ctx.redis, self.cluster)
-        self.dead_letters = DeadLetters(ctx.redis, self.cluster, ctx.name)
+        self.line = ctx.adapters.line(ctx.redis, ctx.stats)  # this thread's reads and deliveries
+        self.fenced = ctx.adapters.fenced_writes(ctx.redis, self.cluster)
+        self.dead_letters = ctx.adapters.dead_letters(ctx.redis, self.cluster, ctx.name)
         position = ctx.state.position
         self.tracker = CommitTracker(term=term, term_start=position + 1, leader_position=position)
         self.tracker.set_members(ctx.view.members)

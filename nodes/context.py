@@ -1,9 +1,10 @@
 """What a role (leader, follower) may use of its node: a typed context, and the node's phase.
 
-A role gets this, not the node: its state (engine + archive), its Redis, the cluster as
-the latest heartbeat answer gives it (`view`, swapped in whole by the heartbeat thread),
-a clock, and one stop event, which the node sets when it stops (the roles' own threads
-are stopped by `role.stop()`).
+A role gets this, not the node, and so do the node's services (retention, the peer
+service, an install): its state (engine + archive), its Redis and the adapters to make
+(nodes/adapters.py), the cluster as the latest heartbeat answer gives it (`view`, swapped
+in whole by the heartbeat thread), a clock, and one stop event, which the node sets when
+it stops (the roles' own threads are stopped by `role.stop()`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import redis
 
+    from nodes.adapters import Adapters
     from nodes.config import NodeConfig
     from nodes.control import ClusterView
     from nodes.metrics import LoopStats
@@ -62,7 +64,7 @@ class SystemClock:
 
 @dataclass
 class RoleContext:
-    """The node as its roles see it."""
+    """The node as its roles and services see it."""
 
     config: NodeConfig
     state: NodeState
@@ -72,6 +74,10 @@ class RoleContext:
     after_batch: Callable[[], None]  # the loop's bookkeeping after each batch (checkpoint, snapshots)
     stop: threading.Event  # set when the node stops
     ack_nonces: AckNonces  # one per process: a follower's ack nonces increase across terms
+    adapters: Adapters  # makes the Redis and archive adapters (nodes/adapters.py)
+    phase: Callable[[], Phase]  # where the node is in its life (retention rests while it installs)
+    set_status: Callable[[str], None]  # what the node says it is doing while not in a cycle (an install)
+    archive_renewed: Callable[[], None]  # after an install renewed the archive: retention forgets what it verified
     clock: Clock = field(default_factory=SystemClock)
     # One per process: a leader's batch-nonce marks, as acknowledged (wire.nonces); its
     # deliveries raise them (one at a time), the heartbeat reports them.

@@ -14,7 +14,7 @@ import logging
 import time
 
 import wire
-from archive import DeadLetters, FencedWrites, RedisEventReader, TrimmedError, delete_replay
+from archive import RedisEventReader, TrimmedError, delete_replay
 from archive.fenced import verdict
 from nodes.celery_app import app as celery_app
 from nodes.context import RoleContext
@@ -22,7 +22,6 @@ from nodes.install import SnapshotNeeded
 from nodes.protocol.fencing import FenceVerdict
 from wire import rpc, signing
 from wire.keys import keys
-from wire.redisconn import DirectConnection
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +44,14 @@ class Follower:
         cluster_keys = keys(self.cluster)
         # One connection of our own for the loop: each cycle is one round trip, the ack
         # of what we archived and the next read sent together (wire.redisconn).
-        self.line = DirectConnection(self.redis, ctx.stats)
-        self.live = RedisEventReader(
+        self.line = ctx.adapters.line(self.redis, ctx.stats)
+        self.live = ctx.adapters.event_reader(
             self.redis, wire.events_key(self.cluster, term), line=self.line, keys=self._replication_keys
         )
         self.replay_key = cluster_keys.replay(ctx.name)
         self.acks_key = wire.acks_key(self.cluster)
-        self.fenced = FencedWrites(self.redis, self.cluster)
-        self.dead_letters = DeadLetters(self.redis, self.cluster, ctx.name)
+        self.fenced = ctx.adapters.fenced_writes(self.redis, self.cluster)
+        self.dead_letters = ctx.adapters.dead_letters(self.redis, self.cluster, ctx.name)
         self.fence_refused: str = ""  # why our last ack was refused, for the status
         self._read_after: int | None = None  # a read is in flight, from this position
         self._ack_nonces = ctx.ack_nonces  # one per process: they must increase across terms
@@ -179,7 +178,7 @@ class Follower:
             )  # fmt: skip
         except rpc.BelowRetention as below:
             raise SnapshotNeeded(f"position {start} is no longer in {self.leader}'s archive ({below})") from below
-        reader = RedisEventReader(self.redis, self.replay_key, keys=self._replication_keys)
+        reader = self.ctx.adapters.event_reader(self.redis, self.replay_key, keys=self._replication_keys)
         progress_at = time.monotonic()
         state = self.ctx.state
         while state.position < end and not self.ctx.stop.is_set():

@@ -31,13 +31,14 @@ import redis as redis_lib
 
 from archive import (
     EventLog,
+    EventReader,
     RangeUnavailableError,
-    RedisEventReader,
     SnapshotStore,
     delete_replay,
     publish_replay,
 )
 from nodes.celery_app import app as celery_app
+from nodes.context import RoleContext
 from nodes.engine import Engine
 from nodes.snapshotter import verified
 from nodes.state import collector_paused
@@ -103,12 +104,12 @@ def publish_snapshot(
 # -- the installing node's side --------------------------------------------------------
 
 
-def install(node, source: str) -> str:
+def install(ctx: RoleContext, source: str) -> str:
     """Replace this node's archive and state with `source`'s latest snapshot and the log
     after it; returns a status sentence. Runs on the node's loop thread."""
-    state, redis, cluster, name = node.state, node.redis, node.view.cluster, node.config.name
+    state, redis, cluster, name = ctx.state, ctx.redis, ctx.view.cluster, ctx.name
     started = time.monotonic()
-    node.set_status(f"installing a snapshot: asking {source} for its latest")
+    ctx.set_status(f"installing a snapshot: asking {source} for its latest")
     offer = rpc.ask(celery_app, redis, cluster, source, "snapshot", timeout=120, node=name)
     position, digest, end = int(offer["position"]), str(offer["digest"]), int(offer["end"])
     data = b"".join(redis.lrange(snapshot_key(cluster, name), 0, -1))
@@ -118,28 +119,28 @@ def install(node, source: str) -> str:
             f"the snapshot at {position} from {source} arrived with {len(data)} of {offer['size']} bytes "
             "or does not match its digest"
         )
-    node.set_status(f"installing a snapshot from {source}: restoring position {position} ({len(data):,} bytes)")
+    ctx.set_status(f"installing a snapshot from {source}: restoring position {position} ({len(data):,} bytes)")
     with collector_paused():  # a restore only builds live objects (nodes/state.py)
         engine = Engine.restore(data)  # checks the restored state against the digest too
     if engine.position != position:
         raise InstallFailed(f"the snapshot from {source} says position {position} but holds {engine.position}")
 
-    reader = RedisEventReader(redis, keys(cluster).replay(name))
-    first = _read(node, reader, position - 1, end, source)
+    reader = ctx.adapters.event_reader(redis, keys(cluster).replay(name))
+    first = _read(ctx, reader, position - 1, end, source)
     if not first or first[0].position != position:
         raise InstallFailed(f"the log from {source} does not start at the snapshot's position {position}")
     # From here on the archive is replaced: a new id, the snapshot, the log from it.
     archive_id = state.renew_archive()
-    node.retention.forget()
+    ctx.archive_renewed()
     log.warning(
         "INSTALL: archive renewed as %s; installing %s's snapshot at position %d (digest %s) and its log to %d",
         archive_id[:8], source, position, digest[:16], end,
     )  # fmt: skip
     state.snapshots.save(position, first[0].term, digest, data)
     state.start_log_at(first)
-    while state.archived < end and not node.stopping.is_set():
-        state.append(_read(node, reader, state.archived, end, source))
-        node.set_status(f"installing a snapshot from {source}: log {state.archived:,} / {end:,}")
+    while state.archived < end and not ctx.stop.is_set():
+        state.append(_read(ctx, reader, state.archived, end, source))
+        ctx.set_status(f"installing a snapshot from {source}: log {state.archived:,} / {end:,}")
     delete_replay(redis, cluster, name)
     return (
         f"installed {source}'s snapshot at position {position} and its log to {state.archived} "
@@ -147,10 +148,10 @@ def install(node, source: str) -> str:
     )
 
 
-def _read(node, reader: RedisEventReader, after: int, end: int, source: str) -> list:
+def _read(ctx: RoleContext, reader: EventReader, after: int, end: int, source: str) -> list:
     """The next entries after `after` (at most to `end`), waiting for them."""
     waited_from = time.monotonic()
-    while not node.stopping.is_set():
+    while not ctx.stop.is_set():
         entries = [entry for entry in reader.read(after, block_ms=200, count=READ_COUNT) if entry.position <= end]
         if entries:
             return entries

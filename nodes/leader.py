@@ -26,7 +26,7 @@ from nodes.engine import CommandDuplicate, decode_command
 from wire.admission import Admission
 from wire.keys import keys
 from wire.nonces import parse_stored, raise_marks
-from wire.redisconn import DirectConnection, stream_entries
+from wire.redisconn import stream_entries
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,12 @@ class Leader:
         # Each thread has a Redis connection of its own, without redis-py's per-call cost
         # (wire.redisconn): the loop reads commands, the archive thread publishes, the
         # commit thread reads acks and delivers in one round trip.
-        self.read_line = DirectConnection(ctx.redis, ctx.stats)
+        self.read_line = ctx.adapters.line(ctx.redis, ctx.stats)
         self._policy: dict | None = None  # the trading policy the admission was built from
         self.admission: Admission | None = None
         # The nonce marks earlier leaders acknowledged (wire.nonces), read in `start`.
         self.marks: dict[str, int] = {}
-        self.dead_letters = DeadLetters(ctx.redis, self.cluster, ctx.name)
+        self.dead_letters = ctx.adapters.dead_letters(ctx.redis, self.cluster, ctx.name)
         self.claimed: list = []
         self._commands_per_entry = 1.0  # in the command stream's entries, smoothed
         self.stopping = threading.Event()  # the loop's, the archiver's and the committer's
@@ -99,7 +99,7 @@ class Leader:
     def start(self) -> None:
         # Older terms' live streams are only read by followers still catching up.
         for key in self.redis.scan_iter(match=f"{wire.events_key(self.cluster, 0)[:-1]}*"):
-            if key.decode() != self.archiver.publisher.stream_key:
+            if key.decode() != self.archiver.stream_key:
                 self.redis.expire(key, OLD_STREAM_TTL_S)
         try:
             self.redis.xgroup_create(self.commands_key, wire.LEADER_GROUP, id="0", mkstream=True)

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis as redis_lib
 
 import wire
-from archive import (
-    DeadLetters,
-    PostgresEventLog,
-    PostgresSnapshotStore,
-    RangeUnavailableError,
-    publish_replay,
-)
+from archive import EventLog, RangeUnavailableError, SnapshotStore, publish_replay
 from nodes import install
+from nodes.context import RoleContext
 from nodes.engine import decode_events, event_to_dict
 from nodes.rejoin import term_ranges
 from wire import rpc
@@ -29,14 +26,26 @@ from wire import rpc
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class NodeRequests:
+    """What the control plane's requests ask of the node itself (the node provides them)."""
+
+    query: Callable[[str, dict, float], object]  # an engine query, run by the loop between two batches
+    take_snapshot: Callable[[float], str]  # ask the loop for a snapshot; wait for it at most so long
+    status: Callable[[], str]  # what the node says it is doing
+    report: Callable[[], dict]  # its heartbeat report, as it would send it now
+    heartbeat_now: Callable[[], None]  # re-read the role from the control plane now
+
+
 class PeerService:
     """Answers this node's requests: the worker runs each `nodes.request` task it takes
     from the node's queue through `handle`, on the worker's own thread."""
 
-    def __init__(self, node) -> None:
+    def __init__(self, ctx: RoleContext, node: NodeRequests) -> None:
+        self.ctx = ctx
         self.node = node
-        self._log: PostgresEventLog | None = None
-        self._snapshots: PostgresSnapshotStore | None = None
+        self._log: EventLog | None = None
+        self._snapshots: SnapshotStore | None = None
 
     def stop(self) -> None:
         for store in (self._log, self._snapshots):
@@ -52,15 +61,16 @@ class PeerService:
             op, answer_key, arguments = args
             if not isinstance(op, str) or not isinstance(arguments, dict):
                 raise ValueError("op must be a string and the arguments an object")
-            if not isinstance(answer_key, str) or not answer_key.startswith(rpc.answer_prefix(self.node.view.cluster)):
+            if not isinstance(answer_key, str) or not answer_key.startswith(rpc.answer_prefix(self.ctx.view.cluster)):
                 raise ValueError("the answer key is not one of this cluster's answer lists")
         except ValueError as error:  # poison: set aside, never answered
-            DeadLetters(self.node.redis, self.node.view.cluster, self.node.config.name).set_aside(
+            ctx = self.ctx
+            ctx.adapters.dead_letters(ctx.redis, ctx.view.cluster, ctx.name).set_aside(
                 "requests", request_id or "", str(error), repr((args, kwargs))[:1000]
             )
             return
         try:
-            if not self.node.redis.exists(rpc.wanted_key(answer_key)):
+            if not self.ctx.redis.exists(rpc.wanted_key(answer_key)):
                 log.info("request %s %s: its asker stopped waiting; not run", op, request_id)
                 return
         except redis_lib.RedisError as error:  # it could not be answered either
@@ -83,7 +93,7 @@ class PeerService:
         def send(result: tuple) -> None:
             nonlocal answered
             answered = True
-            with self.node.redis.pipeline(transaction=False) as pipe:
+            with self.ctx.redis.pipeline(transaction=False) as pipe:
                 pipe.rpush(answer_key, wire.encode(result))
                 pipe.expire(answer_key, 60)
                 pipe.execute()
@@ -101,15 +111,15 @@ class PeerService:
             return
         send(result)
 
-    def archive(self) -> PostgresEventLog:
+    def archive(self) -> EventLog:
         if self._log is None:
-            self._log = PostgresEventLog(self.node.view.archive_location)
+            self._log = self.ctx.adapters.event_log(self.ctx.view.archive_location)
         return self._log
 
     def serve(self, op: str, args: dict, early=None) -> object:
         """The answer to one request. `early(value)`, when given, answers before serve
         returns (a replay: the asker reads while the rest is published)."""
-        archive = self.archive()
+        archive, ctx = self.archive(), self.ctx
         if op == "terms":
             archive.refresh_tail()
             return term_ranges(archive)
@@ -119,16 +129,16 @@ class PeerService:
             end, _ = archive.refresh_tail()
             if start <= end:
                 started = (lambda: early(end)) if early is not None else None
-                keys = self.node.view.replication_keys
+                keys = ctx.view.replication_keys
                 publish_replay(
-                    archive, self.node.redis, self.node.view.cluster, args["node"], start, end,
+                    archive, ctx.redis, ctx.view.cluster, args["node"], start, end,
                     started=started, key=keys.signing_key if keys else None,
                 )  # fmt: skip
             return end
         if op == "snapshot":
             if self._snapshots is None:
-                self._snapshots = PostgresSnapshotStore(self.node.view.archive_location)
-            return install.publish_snapshot(archive, self._snapshots, self.node.redis, self.node.view.cluster, args["node"])
+                self._snapshots = ctx.adapters.snapshot_store(ctx.view.archive_location)
+            return install.publish_snapshot(archive, self._snapshots, ctx.redis, ctx.view.cluster, args["node"])
         if op == "events":
             end, _ = archive.refresh_tail()
             limit = max(1, min(int(args.get("limit", 50)), 1000))
@@ -139,32 +149,32 @@ class PeerService:
                 for entry, event in zip(entries, events, strict=True)
             ]
         if op in CONTROL:
-            return CONTROL[op](self.node, args)
+            return CONTROL[op](ctx, self.node, args)
         if op in ("depth", "order"):
             # The engine belongs to the loop thread: ask it to run the query between two
             # batches rather than read a book it may be changing.
-            return self.node.query(op, args, timeout=2.0)
+            return self.node.query(op, args, 2.0)
         raise ValueError(f"unknown request {op!r}")
 
 
-def take_snapshot(node, args: dict) -> str:
+def take_snapshot(ctx: RoleContext, node: NodeRequests, args: dict) -> str:
     """Ask the node's loop to snapshot its state between two batches; wait for it."""
-    return node.snapshots.request(float(args.get("timeout", 60.0)))
+    return node.take_snapshot(float(args.get("timeout", 60.0)))
 
 
-def status(node, args: dict) -> dict:
-    return {"node": node.config.name, "status": node.status, **node.report()}
+def status(ctx: RoleContext, node: NodeRequests, args: dict) -> dict:
+    return {"node": ctx.name, "status": node.status(), **node.report()}
 
 
-def refresh(node, args: dict) -> str:
+def refresh(ctx: RoleContext, node: NodeRequests, args: dict) -> str:
     """Re-read the role from the control plane now, not at the next heartbeat."""
     node.heartbeat_now()
-    return f"node {node.config.name}: {node.view.role} in term {node.view.term}"
+    return f"node {ctx.name}: {ctx.view.role} in term {ctx.view.term}"
 
 
-def stop(node, args: dict) -> str:
-    node.stopping.set()
-    return f"node {node.config.name} is stopping"
+def stop(ctx: RoleContext, node: NodeRequests, args: dict) -> str:
+    ctx.stop.set()
+    return f"node {ctx.name} is stopping"
 
 
 CONTROL = {"take_snapshot": take_snapshot, "status": status, "refresh": refresh, "stop": stop}

@@ -74,8 +74,8 @@ def retry(node: Node, what: str, action: Callable[[], object]) -> None:
 def recover(node: Node) -> None:
     """Rebuild the state from the archive: latest snapshot, then the log after it."""
     if node.state is None:
-        node.state = NodeState(node.view.archive_location)
-        node.snapshots.open(node.view.archive_location)
+        node.state = NodeState(node.view.archive_location, node.adapters)
+        node.snapshots.open(node.view.archive_location, node.adapters)
     state = node.state
     node.phase = Phase.STARTING
     gc.unfreeze()
@@ -107,7 +107,7 @@ def install_snapshot(node: Node, reason: str) -> str:
     node.snapshots.finish(node.state)  # a snapshot of the old state goes to the old archive, or nowhere
     node.phase = Phase.INSTALLING
     try:
-        status = install.install(node, source)
+        status = install.install(node.role_context(), source)
         log.warning("%s", status)
     except (install.InstallFailed, rpc.PeerUnavailable, ArchiveError, CodecError, redis_lib.RedisError) as error:
         status = f"installing a snapshot from {source} failed, retrying: {type(error).__name__}: {error}"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from archive import LogSize, PostgresEventLog, PostgresSnapshotStore
-from nodes.context import Phase
+from archive import EventLog, LogSize, SnapshotStore
+from nodes.context import Phase, RoleContext
 from nodes.protocol import retention
 from nodes.snapshotter import verified
 
@@ -29,10 +29,10 @@ RECLAIM_SHARE = 0.2
 
 
 class Retention:
-    """Measures and trims one node's archive every INTERVAL_S until stopped."""
+    """Measures and trims one node's archive (at `location`) every INTERVAL_S until stopped."""
 
-    def __init__(self, node, location: str) -> None:
-        self.node = node
+    def __init__(self, ctx: RoleContext, location: str) -> None:
+        self.ctx = ctx
         self.location = location
         self.size: LogSize | None = None  # the archive as last measured (reported in heartbeats)
         # The latest verified snapshot, as of `size`: set after the round's deletes, after
@@ -43,10 +43,10 @@ class Retention:
         self.unreclaimed = 0  # events deleted since the last reclaim
         self.status = ""
         self._verified: tuple[int, str] | None = None  # (position, digest) checked already
-        self._log: PostgresEventLog | None = None
-        self._snapshots: PostgresSnapshotStore | None = None
+        self._log: EventLog | None = None
+        self._snapshots: SnapshotStore | None = None
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, name=f"retention-{node.config.name}", daemon=True)
+        self.thread = threading.Thread(target=self.run, name=f"retention-{ctx.name}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -57,7 +57,7 @@ class Retention:
     def run(self) -> None:
         try:
             while not self.stopping.is_set():
-                if self.node.phase is not Phase.INSTALLING:
+                if self.ctx.phase() is not Phase.INSTALLING:
                     try:
                         self.status = self.run_once()
                     except Exception as error:  # a database outage, a bug: say so, retry next round
@@ -70,7 +70,7 @@ class Retention:
 
     def run_once(self) -> str:
         """One round: measure, verify the latest snapshot, delete below the cut."""
-        view = self.node.view
+        view = self.ctx.view
         event_log, snapshots = self._stores()
         size = event_log.size()
         snapshot = self._latest_verified(snapshots, size.last)
@@ -97,7 +97,7 @@ class Retention:
         self.snapshot_position = snapshot or 0
         return f"archive holds {size.events} events ({size.first}..{size.last}), {size.bytes} bytes"
 
-    def _latest_verified(self, snapshots: PostgresSnapshotStore, tail: int) -> int | None:
+    def _latest_verified(self, snapshots: SnapshotStore, tail: int) -> int | None:
         """The position of the latest snapshot at or below the tail whose bytes hash to its
         digest (checked once per snapshot), None if there is none."""
         infos = [info for info in snapshots.list() if info.position <= tail]
@@ -113,10 +113,10 @@ class Retention:
             self._verified = (newest.position, newest.digest)
         return self._verified[0]
 
-    def _stores(self) -> tuple[PostgresEventLog, PostgresSnapshotStore]:
+    def _stores(self) -> tuple[EventLog, SnapshotStore]:
         if self._log is None:
-            self._log = PostgresEventLog(self.location)
-            self._snapshots = PostgresSnapshotStore(self.location)
+            self._log = self.ctx.adapters.event_log(self.location)
+            self._snapshots = self.ctx.adapters.snapshot_store(self.location)
         return self._log, self._snapshots
 
     def forget(self) -> None:

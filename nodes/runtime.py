@@ -3,7 +3,9 @@
 Around it, each in a module of its own: heartbeats and the lease (nodes/heartbeat.py),
 recovery, rejoin and snapshot installs (nodes/recovery.py), the snapshot schedule
 (nodes/snapshots.py), the answers to requests (nodes/peer.py), retention
-(nodes/retention.py). Roles get a typed context (nodes/context.py), not the node.
+(nodes/retention.py). The roles, retention, the peer service and installs get a typed
+context (nodes/context.py), not the node; the node is given its adapters
+(nodes/adapters.py), it does not make them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import redis as redis_lib
 
 from archive import ArchiveError
 from nodes import metrics, peer, recovery
+from nodes.adapters import Adapters
 from nodes.committer import SteppedDown
 from nodes.config import NodeConfig
 from nodes.context import Phase, RoleContext
@@ -55,8 +58,9 @@ class Node:
     the archive.
     """
 
-    def __init__(self, config: NodeConfig, control: ControlPlane, on_exit=None) -> None:
+    def __init__(self, config: NodeConfig, control: ControlPlane, adapters: Adapters, on_exit=None) -> None:
         self.config = config
+        self.adapters = adapters  # makes every archive and Redis adapter the node uses (nodes/adapters.py)
         self.on_exit = on_exit  # on_exit(code): the loop ended on its own (refused, crashed)
         self.redis = config.redis.client(health_check_interval=10)
         self.heartbeats = Heartbeats(self, control)
@@ -141,8 +145,8 @@ class Node:
         self.heartbeats.start()
         recovery.recover_until_done(self)
         self.cycle_done_at = time.monotonic()  # start-up replay is not a stall: it reports "starting"
-        self.peer_service = peer.PeerService(self)  # requests are answered from now on
-        self.retention = Retention(self, self.view.archive_location)
+        self.peer_service = peer.PeerService(self.role_context(), self._requests())  # answered from now on
+        self.retention = Retention(self.role_context(), self.view.archive_location)
         self.retention.start()
         while not self.stopping.is_set():
             status = self._guarded_cycle()
@@ -256,10 +260,22 @@ class Node:
             self.context = RoleContext(
                 config=self.config, state=self.state, redis=self.redis, stats=self.stats,
                 current_view=lambda: self.heartbeats.view, after_batch=self.after_batch,
-                stop=self.stopping, ack_nonces=self.ack_nonces, on_commit=self.on_commit,
-                client_nonces=self.client_nonces,
+                stop=self.stopping, ack_nonces=self.ack_nonces, adapters=self.adapters,
+                phase=lambda: self.phase, set_status=self.set_status, archive_renewed=self._archive_renewed,
+                on_commit=self.on_commit, client_nonces=self.client_nonces,
             )  # fmt: skip
         return self.context
+
+    def _requests(self) -> peer.NodeRequests:
+        """What the control plane's requests may ask of this node (nodes/peer.py)."""
+        return peer.NodeRequests(
+            query=self.query, take_snapshot=self.snapshots.request, status=lambda: self.status,
+            report=self.report, heartbeat_now=self.heartbeat_now,
+        )  # fmt: skip
+
+    def _archive_renewed(self) -> None:
+        if self.retention is not None:
+            self.retention.forget()
 
     def stop_role(self) -> None:
         role, self.role = self.role, None

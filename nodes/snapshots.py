@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from nodes.adapters import Adapters
 from nodes.snapshotter import Snapshotter
 from nodes.state import NodeState
 
@@ -26,8 +27,8 @@ class Snapshots:
         self.snapshotter: Snapshotter | None = None  # forks the snapshot children
         self._next_at = 0  # position from which an automatic snapshot is due
 
-    def open(self, location: str) -> None:
-        self.snapshotter = Snapshotter(location)
+    def open(self, location: str, adapters: Adapters) -> None:
+        self.snapshotter = Snapshotter(location, adapters)
 
     def recovered(self, state: NodeState) -> None:
         """After a rebuild from the archive: the next automatic one counts from the latest."""

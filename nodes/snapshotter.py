@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from archive import PostgresEventLog, PostgresSnapshotStore
+from nodes.adapters import Adapters
 from nodes.engine import Engine
 
 KEEP_SNAPSHOTS = 3
@@ -62,10 +62,13 @@ class SnapshotDone:
 
 
 class Snapshotter:
-    """Forks snapshot children and follows them, from the node's loop thread only."""
+    """Forks snapshot children and follows them, from the node's loop thread only. The
+    children store into the archive at `location` through `adapters` (without them, the
+    PostgreSQL ones)."""
 
-    def __init__(self, location: str, keep: int = KEEP_SNAPSHOTS) -> None:
+    def __init__(self, location: str, adapters: Adapters | None = None, keep: int = KEEP_SNAPSHOTS) -> None:
         self.location = location
+        self.adapters = adapters or Adapters()
         self.keep = keep
         self.job: SnapshotJob | None = None
 
@@ -84,7 +87,7 @@ class Snapshotter:
         if pid == 0:  # the child: never returns
             os.close(go_write)
             os.close(result_read)
-            _child(engine, self.location, self.keep, go_read, result_write)
+            _child(engine, self.adapters, self.location, self.keep, go_read, result_write)
         fork_s = time.monotonic() - started
         os.close(go_read)
         os.close(result_write)
@@ -172,7 +175,7 @@ class Snapshotter:
                 os.close(fd)
 
 
-def _child(engine: Engine, location: str, keep: int, go_fd: int, result_fd: int) -> None:
+def _child(engine: Engine, adapters: Adapters, location: str, keep: int, go_fd: int, result_fd: int) -> None:
     """The forked child: serialise, wait for the word, store, verify, exit. Never returns."""
     code = 1
     try:
@@ -195,7 +198,8 @@ def _child(engine: Engine, location: str, keep: int, go_fd: int, result_fd: int)
         if word != _GO:
             code = 3  # abandoned, or the parent is gone: store nothing
         else:
-            with PostgresEventLog(location) as log, PostgresSnapshotStore(location) as store:
+            log, store = adapters.event_log(location), adapters.snapshot_store(location)
+            with contextlib.closing(log), contextlib.closing(store):
                 term = log.term_at(position)
                 if term is None:
                     raise RuntimeError(f"the archive does not hold position {position}")

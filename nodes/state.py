@@ -7,7 +7,8 @@ import gc
 import logging
 from collections.abc import Callable, Iterator, Sequence
 
-from archive import LogEntry, PostgresEventLog, PostgresSnapshotStore, create_archive
+from archive import LogEntry
+from nodes.adapters import Adapters
 from nodes.engine import Engine, SnapshotVersionError, encode_events, event_kind
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,13 @@ class NodeState:
     """The engine and the node's own archive, kept in step: engine.position == log tail.
 
     Only the node's loop thread changes it; other threads (heartbeats, metrics) read
-    ``tail`` only, a tuple swapped in whole.
+    ``tail`` only, a tuple swapped in whole. The archive at `location` is opened (created
+    if missing) through `adapters`; without them (a benchmark, a test), the PostgreSQL ones.
     """
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, adapters: Adapters | None = None) -> None:
         self.location = location
-        create_archive(location)
-        self.log = PostgresEventLog(location)
-        self.snapshots = PostgresSnapshotStore(location)
+        self.log, self.snapshots = (adapters or Adapters()).open_archive(location)
         self.engine = Engine()
         self.archive_id = self.log.archive_id()
         self.truncations = self.log.truncations()  # rejoin truncations: reported with the tail

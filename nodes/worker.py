@@ -19,6 +19,7 @@ import logging
 from celery import bootsteps
 from click import Option
 
+from nodes.adapters import Adapters
 from nodes.celery_app import app
 from nodes.config import NodeConfig
 from nodes.control import HttpControlPlane
@@ -71,8 +72,10 @@ class NodeStep(bootsteps.StartStopStep):
         # A node whose loop ends on its own (refused, crashed) must not leave an empty
         # worker behind: stop the whole worker with a non-zero status, so the process
         # supervisor restarts it (a SIGTERM would exit 0, which runners leave alone).
+        # Here, and only here, the node is put together: its adapters are PostgreSQL
+        # archives and the cluster's Redis (nodes/adapters.py).
         global CURRENT
-        self.node = CURRENT = Node(config, control, on_exit=_stop_worker)
+        self.node = CURRENT = Node(config, control, Adapters(), on_exit=_stop_worker)
         self.node.start()
         log.info("node %s started; requests on queue %s", config.name, rpc.queue(config.name))
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from types import SimpleNamespace
 
 import pytest
 from redis import Redis
 
 from archive import PostgresEventLog, RedisEventReader, publish_replay
+from nodes.adapters import Adapters
 from nodes.context import Phase
 from nodes.retention import Retention
 from nodes.snapshotter import Snapshotter
@@ -18,12 +18,13 @@ from tests.nodes.test_snapshotter import trade, wait_done
 from wire.keys import keys
 
 
-def node_with(floor: int | None, keep: int) -> SimpleNamespace:
+def context_with(floor: int | None, keep: int) -> SimpleNamespace:
+    """What retention reads of its node's context (nodes/context.py RoleContext)."""
     return SimpleNamespace(
         view=SimpleNamespace(retention_floor=floor, keep_events=keep),
-        config=SimpleNamespace(name="n1"),
-        phase=Phase.LIVE,
-        stopping=threading.Event(),
+        name="n1",
+        phase=lambda: Phase.LIVE,
+        adapters=Adapters(),
     )
 
 
@@ -49,8 +50,8 @@ def test_retention_keeps_what_members_catch_up_and_start_up_need(state: NodeStat
     trade(state, 2000, first_seq=8001)  # tail 10001
     digest = state.engine.digest()
 
-    node = node_with(floor=5000, keep=1000)  # a live follower holds 5000: it reads 5001 on
-    retention = Retention(node, location)
+    ctx = context_with(floor=5000, keep=1000)  # a live follower holds 5000: it reads 5001 on
+    retention = Retention(ctx, location)
     retention.run_once()
     assert (retention.size.first, retention.size.last) == (5001, 10001)
     assert retention.snapshot_position == snapshot
@@ -69,10 +70,10 @@ def test_retention_keeps_what_members_catch_up_and_start_up_need(state: NodeStat
 
     # Once every member is past the snapshot, the cut stops at the snapshot's own entry
     # and at the minimum window, whichever is lower.
-    node.view = SimpleNamespace(retention_floor=10001, keep_events=1000)
+    ctx.view = SimpleNamespace(retention_floor=10001, keep_events=1000)
     retention.run_once()
     assert retention.size.first == snapshot
-    node.view = SimpleNamespace(retention_floor=10001, keep_events=100)
+    ctx.view = SimpleNamespace(retention_floor=10001, keep_events=100)
     retention.run_once()
     assert retention.size.first == snapshot  # never past the latest verified snapshot
 
@@ -88,11 +89,11 @@ def test_retention_keeps_what_members_catch_up_and_start_up_need(state: NodeStat
 
 def test_no_verified_snapshot_or_no_live_member_deletes_nothing(state: NodeState, location: str) -> None:  # noqa: F811
     trade(state, 3000)
-    retention = Retention(node_with(floor=3000, keep=0), location)
+    retention = Retention(context_with(floor=3000, keep=0), location)
     retention.run_once()
     assert retention.size.first == 1  # no snapshot yet
     snapshot_now(state, location)
-    retention = Retention(node_with(floor=None, keep=0), location)
+    retention = Retention(context_with(floor=None, keep=0), location)
     retention.run_once()
     assert retention.size.first == 1  # no live member known
     retention._close()
