@@ -13,6 +13,7 @@ from celery import Celery
 from celery.signals import after_setup_logger
 
 from base.env import env_str, redis_tls_options
+from wire import rpc
 from wire.connection import RedisTarget
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -25,16 +26,12 @@ RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS.celery_url())
 # names DJANGO_SETTINGS_MODULE (a shell shared with the control plane, a test run).
 app = Celery("nodes", fixups=[])
 app.conf.update(
-    broker_url=BROKER_URL,
+    rpc.broker_settings(REDIS, BROKER_URL),  # the broker, as every sender of requests reaches it
     result_backend=RESULT_BACKEND,
-    broker_use_ssl=redis_tls_options(BROKER_URL),  # rediss://
-    redis_backend_use_ssl=redis_tls_options(RESULT_BACKEND),
-    broker_transport_options=REDIS.celery_transport_options(),
+    redis_backend_use_ssl=redis_tls_options(RESULT_BACKEND),  # rediss://
     result_backend_transport_options=REDIS.celery_transport_options(),
-    task_serializer="json",
     result_serializer="json",
     accept_content=["json"],
-    broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=env_str("LOG_FORMAT", "plain") != "json",
 )
 

@@ -40,20 +40,29 @@ class TaskSender(Protocol):
     def send_task(self, name: str, args: list, **options: object) -> object: ...
 
 
+def broker_settings(target: RedisTarget, url: str | None = None) -> dict[str, object]:
+    """The Celery settings requests travel by: the broker at `url` (by default the
+    target's own), with the TLS options a rediss:// URL needs and the target's transport
+    options (its Sentinels); tasks in JSON. The nodes' app (nodes/celery_app.py) and
+    `task_sender` both take them from here, so a node and those who ask it cannot drift."""
+    url = url or target.celery_url()
+    return {
+        "broker_url": url,
+        "broker_use_ssl": redis_tls_options(url),
+        "broker_transport_options": target.celery_transport_options(),
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+    }
+
+
 def task_sender(target: RedisTarget) -> TaskSender:
     """A Celery app that only sends requests, through this Redis (or the primary its
     Sentinels name): for a process that reaches nodes on a Redis of its own choosing (a
     drill's private one) rather than through its configured broker."""
     from celery import Celery
 
-    url = target.celery_url()
-    app = Celery("tec-requests", broker=url, fixups=[], set_as_current=False)
-    app.conf.update(
-        broker_transport_options=target.celery_transport_options(),
-        broker_use_ssl=redis_tls_options(url),
-        broker_connection_retry_on_startup=True,
-        task_serializer="json",
-    )
+    app = Celery("tec-requests", fixups=[], set_as_current=False)
+    app.conf.update(broker_settings(target))
     return app
 
 
