@@ -493,53 +493,40 @@ class NodeAdmin(admin.ModelAdmin):
             self.message_user(request, done.format(names=", ".join(succeeded)), messages.SUCCESS)
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record only the system writes (audit, marks): listed and read, never added,
+    changed or deleted by hand."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(OperatorAction)
-class OperatorActionAdmin(admin.ModelAdmin):
+class OperatorActionAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "cluster", "term", "action", "node", "actor", "detail", "reason"]
     list_filter = ["cluster", "action", "actor"]
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(RoleChange)
-class RoleChangeAdmin(admin.ModelAdmin):
+class RoleChangeAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "cluster", "term", "old_leader", "new_leader", "actor", "reason"]
     list_filter = ["cluster", "actor"]
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(ClientNonce)
-class ClientNonceAdmin(admin.ModelAdmin):
+class ClientNonceAdmin(ReadOnlyAdmin):
     """Read-only: a mark is only ever raised, by the leaders' heartbeats (wire.nonces). A key
     whose client set its clock far ahead is replaced (issue a new key, revoke this one)."""
 
     list_display = ["cluster", "key_id", "nonce"]
     list_filter = ["cluster"]
     search_fields = ["key_id"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(TradingAccount)
