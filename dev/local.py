@@ -97,6 +97,15 @@ class LocalNodes:
             node.process.kill()
         node.process.wait(10)
 
+    def kill_all(self) -> None:
+        """SIGKILL every node and reap it: for a test's teardown, where nothing a node would
+        finish on a graceful stop is looked at any more (a node must survive SIGKILL anyway)."""
+        for node in self.processes.values():
+            if node.alive():
+                node.process.kill()
+        for node in self.processes.values():
+            node.process.wait(10)
+
     def stop_all(self, timeout: float = 20.0) -> None:
         for name in list(self.processes):
             if self.processes[name].alive():
