@@ -21,15 +21,13 @@ help:
 	@echo "make test-topology - the topology tests alone: the README demo and a drill with a partition and a Sentinel failover"
 	@echo "make drill-topology - the long drill on the topology: 10 partitions, 5 leader kills, 2 Redis failovers"
 
-# --no-compile: pip byte-compiles every file of every package (about 20 s of a fresh
-# `make test`); Python compiles the modules it imports when it first imports them.
 $(VENV)/.runtime: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
 venv: $(VENV)/.dev
