@@ -25,7 +25,7 @@ from nodes.context import RoleContext
 from nodes.engine import CommandDuplicate, decode_command
 from wire.admission import Admission
 from wire.keys import keys
-from wire.nonces import parse_stored, raise_marks
+from wire.nonces import parse_stored
 from wire.redisconn import stream_entries
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class Leader:
                     per_entry.append((entry_id, reply_to, [(wire.RESULT_REFUSED, 0, 0, verdict.reason)]))
                     continue
                 grant = verdict.grant
-                raise_marks(nonces, {verdict.key_id: verdict.nonce})
+                nonces[verdict.key_id] = verdict.nonce  # admission takes a key's nonces in rising order
             for data in encoded:
                 try:
                     command = decode_command(data)
