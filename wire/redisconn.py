@@ -96,7 +96,7 @@ class DirectConnection:
             if sock is None or sock.fileno() >= _SELECT_LIMIT:
                 return conn.can_read(timeout)
             readable, _, _ = select.select([sock], [], [], timeout)  # timeval: microseconds
-            return bool(readable) and conn.can_read(0)
+            return bool(readable)  # a closed connection too: reading it raises, as it should
         except BaseException:
             conn.disconnect()
             raise
