@@ -492,7 +492,8 @@ class ImpossibleReport(ServiceError):
 
 
 def record_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
-    """Store a node's heartbeat and return its row, whose role and cluster answer it.
+    """Store a node's heartbeat and return its row as the report left it (with its
+    cluster as read when the row was locked: the answer, node_config, reads both again).
 
     Locks the node's own row, never the cluster's, so heartbeats don't wait behind an
     election. A removed node is refused rather than revived. The report is judged by
@@ -521,7 +522,8 @@ def record_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
 
 
 def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
-    node = Node.objects.select_for_update(of=("self",)).select_related("cluster").filter(name=node_name).first()
+    locked = Node.objects.select_for_update(of=("self",)).select_related("cluster").filter(name=node_name).order_by()[:1]
+    node = locked[0] if locked else None
     if node is None or node.status == NodeStatus.REMOVED:
         raise NotEligible(f"node {node_name} has been removed; it must not run")
     cluster = node.cluster
@@ -579,7 +581,12 @@ def _store_heartbeat(node_name: str, report: HeartbeatReport) -> Node:
         _count_leader_report(cluster, report.archived_position, report.echo_epoch)
         if report.settled_quorum >= 0 and report.term == cluster.term and cluster.settled_term < cluster.term:
             _settle(cluster, report.settled_quorum)
-    return _node_row(node_name)
+    # The row as this report left it, without reading it again (the answer reads the
+    # cluster's rows fresh anyway): all but the database's clock, and the cluster as read.
+    for name, value in fields.items():
+        if name != "last_heartbeat":
+            setattr(node, name, value)
+    return node
 
 
 def _older_report(node: Node, report: HeartbeatReport) -> bool:
@@ -610,7 +617,7 @@ def _settle(cluster: Cluster, used_quorum: int) -> None:
 def _count_leader_report(cluster: Cluster, leader_position: int, echoed_epoch: int) -> None:
     """Resync targets (nodes.protocol.identity.covers_reset): a leader report built after a
     node's reset was seen covers every commit its old archive may have helped make."""
-    waiting = Node.objects.filter(cluster=cluster, resyncing=True, resync_target__isnull=True)
+    waiting = Node.objects.filter(cluster=cluster, resyncing=True, resync_target__isnull=True).order_by()
     covered = [pk for pk, reset_epoch in waiting.values_list("pk", "resync_epoch") if identity.covers_reset(echoed_epoch, reset_epoch)]
     if covered:
         Node.objects.filter(pk__in=covered, resync_target__isnull=True).update(resync_target=leader_position)

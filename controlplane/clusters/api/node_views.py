@@ -57,9 +57,12 @@ class HeartbeatSerializer(StrictFieldsMixin, serializers.Serializer):
 def node_config(node: Node) -> dict:
     """Everything a node needs to take its role: the heartbeat's answer. The cluster's
     nodes are read once, fresh, and give the leader's and the switchover target's names."""
-    cluster = node.cluster
     now = services.db_now()
-    nodes = list(cluster.nodes.all())
+    # The cluster's nodes and the cluster itself, fresh, in one query: `node` may be the
+    # row as the heartbeat locked it, before its own update and a role change since.
+    nodes = list(Node.objects.select_related("cluster").filter(cluster_id=node.cluster_id).order_by("name"))
+    node = next((n for n in nodes if n.pk == node.pk), node)
+    cluster = node.cluster
     names = {n.pk: n.name for n in nodes}
     switchover = names.get(cluster.switchover_target_id)
     in_flight = switchover is not None and cluster.switchover_deadline > now
@@ -99,7 +102,8 @@ def authenticate_node(request, name: str) -> Node:
     scheme, _, secret = header.partition(" ")
     if scheme != NODE_AUTH_SCHEME or not secret:
         raise AuthenticationFailed("Send 'Authorization: Node <secret>' with the node's secret.")
-    node = Node.objects.only("pk", "name", "credentials_hash", "next_credentials_hash").filter(name=name)[:1]
+    # order_by(): no join to the cluster for Node's default ordering, on every heartbeat
+    node = Node.objects.only("pk", "name", "credentials_hash", "next_credentials_hash").filter(name=name).order_by()[:1]
     node = node[0] if node else None
     if node is None:
         raise PermissionDenied(f"node {name} is not registered; register it first")
