@@ -34,25 +34,27 @@ OLD_STREAM_TTL_S = 600
 
 
 class CyclePacer:
-    """Spaces the leader's cycles under moderate load (natural batching with a floor).
+    """Spaces the leader's cycles under load (natural batching with a floor).
 
     Each cycle costs every process of the cluster about the same whatever it carries: the
     leader's archive commit, a publish, each follower's read, commit and ack, a delivery,
     each a wake-up and a round trip. Left alone, at 10,000 commands/s a cycle would start
     for every client batch as it arrives (about 750 a second of 13 commands each), and
     those fixed costs kept both cores busy; the queueing for CPU that followed set the
-    latency tail (bench/cluster.py). So the next read waits until `min_cycle_s` after the
-    last cycle that took commands began; what arrived meanwhile goes in one cycle.
+    latency tail (bench/cluster.py). So while commands keep coming (the last cycle began
+    less than twice `min_cycle_s` after the one before it), the next read waits until
+    `min_cycle_s` after the last cycle began; what arrived meanwhile goes in one cycle.
 
-    It never delays a command that finds the leader idle (the previous cycle took none,
-    or began long enough ago), nor a backlog: after a read that took all it was allowed,
-    the next one goes at once.
+    It never holds back a command that finds the leader idle, sparse traffic (cycles
+    further apart than that: waiting would batch nothing and only add latency), nor a
+    backlog (after a read that took all it was allowed, the next one goes at once).
     """
 
     def __init__(self, min_cycle_s: float, clock) -> None:
         self.min_cycle_s = min_cycle_s
         self.clock = clock
         self._next_at = 0.0  # monotonic: no read before this
+        self._last_began: float | None = None
 
     def delay(self) -> float:
         """Seconds to wait before the next read."""
@@ -62,7 +64,10 @@ class CyclePacer:
 
     def began(self, full: bool) -> None:
         """A cycle took commands; `full`: as many entries as the read asked for."""
-        self._next_at = 0.0 if full or self.min_cycle_s <= 0 else self.clock.monotonic() + self.min_cycle_s
+        now = self.clock.monotonic()
+        flowing = self._last_began is not None and now - self._last_began < 2 * self.min_cycle_s
+        self._last_began = now
+        self._next_at = now + self.min_cycle_s if flowing and not full else 0.0
 
 
 class PoisonCommand(Exception):
