@@ -90,8 +90,10 @@ class DirectConnection:
         the median, 1.4 ms at p99, at 10,000 commands/s)."""
         conn = self._conn
         try:
-            if timeout <= 0 or conn.can_read(0):  # a reply buffered, or already arrived
-                return conn.can_read(0) if timeout <= 0 else True
+            if conn.can_read(0):  # a reply buffered, or already arrived
+                return True
+            if timeout <= 0:
+                return False
             sock = conn._sock
             if sock is None or sock.fileno() >= _SELECT_LIMIT:
                 return conn.can_read(timeout)
