@@ -45,7 +45,7 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
-def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -55,6 +55,8 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
         raise ConfigError(f"{name}={raw!r} is not a number") from None
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} is above the maximum: at most {maximum:g}")
     return value
 
 

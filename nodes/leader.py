@@ -58,8 +58,6 @@ class CyclePacer:
 
     def delay(self) -> float:
         """Seconds to wait before the next read."""
-        if not self._next_at:
-            return 0.0
         return max(0.0, self._next_at - self.clock.monotonic())
 
     def began(self, full: bool) -> None:
