@@ -31,6 +31,7 @@ class OutBatch:
     """Processed by the loop thread, to be archived and published by the archive thread."""
 
     entries: list
+    payloads: list[bytes]  # the entries' payloads (the results are slices of them)
     per_entry: list  # (stream entry id, reply key, [(status, first, count, duplicate)])
     stream_ids: list[bytes]
     last_position: int
@@ -112,15 +113,14 @@ class Archiver:
             state.append(entries)
             self.ctx.stats.appends += 1
             self._publish(entries)
-        payload_at = {entry.position: entry.payload for entry in entries}
-        payload_at.update(self._original_payloads(batches))
+        originals = self._original_payloads(batches)  # of the duplicates, read back
         nonces: dict[str, int] = {}
         for batch in batches:
             raise_marks(nonces, batch.nonces)
         self.committer.hand_over(
             PendingBatch(
                 last_position=batches[-1].last_position,
-                replies=[reply for batch in batches for reply in self._replies(batch, payload_at)],
+                replies=[reply for batch in batches for reply in self._replies(batch, originals)],
                 stream_ids=[entry_id for batch in batches for entry_id in batch.stream_ids],
                 archived_at=self.ctx.clock.monotonic(),
                 nonces=nonces,
@@ -128,8 +128,12 @@ class Archiver:
             self.line,
         )
 
-    def _replies(self, batch: OutBatch, payload_at: dict[int, bytes]) -> list[tuple[str, bytes]]:
+    def _replies(self, batch: OutBatch, originals: dict[int, bytes]) -> list[tuple[str, bytes]]:
+        """Each entry's reply message: its results, with their events' records (a slice of
+        the batch's payloads) or, for a duplicate, the original's (`originals`)."""
         replies = []
+        payloads = batch.payloads
+        base = batch.entries[0].position if batch.entries else 0
         for entry_id, reply_to, results in batch.per_entry:
             out = []
             for status, start, count, detail in results:
@@ -137,10 +141,10 @@ class Archiver:
                     out.append([status, 0, [], detail])
                 elif detail is not None:  # a duplicate: answer with the original result
                     first = detail.original_position
-                    payloads = [payload_at[p] for p in range(first, first + detail.original_count) if p in payload_at]
-                    out.append([wire.RESULT_DUPLICATE, detail.original_position, payloads, ""])
+                    found = [originals[p] for p in range(first, first + detail.original_count) if p in originals]
+                    out.append([wire.RESULT_DUPLICATE, detail.original_position, found, ""])
                 else:
-                    out.append([status, start, [payload_at[p] for p in range(start, start + count)], ""])
+                    out.append([status, start, payloads[start - base : start - base + count], ""])
             replies.append((reply_to, wire.encode([entry_id.decode(), out])))
         return replies
 

@@ -22,7 +22,7 @@ from archive import DeadLetters
 from nodes.archiver import Archiver, OutBatch
 from nodes.committer import REPLY_TTL_S, Committer, Trouble
 from nodes.context import RoleContext
-from nodes.engine import CommandDuplicate, decode_command
+from nodes.engine import CommandDuplicate, decode_command, encode_events
 from wire.admission import Admission
 from wire.keys import keys
 from wire.nonces import parse_stored
@@ -231,6 +231,7 @@ class Leader:
         engine = state.engine
         now = self.ctx.clock.time_ns()
         first_position = engine.position + 1
+        engine.fold_hash()  # the running hash covers all before this batch (see below)
         events_all: list = []
         per_entry: list[tuple[bytes, str, list]] = []
         nonces: dict[str, int] = {}  # of the admitted batches: marked when acknowledged
@@ -288,8 +289,12 @@ class Leader:
                 # Counted, so that the last shows.
                 self.ctx.stats.count_rejected("commands.all_duplicates")
             per_entry.append((entry_id, reply_to, results))
+        # Encoded once: the archive's records, and the running hash folds them as they are.
+        payloads = encode_events(events_all)
+        engine.fold_hash_from(payloads)
         batch = OutBatch(
-            entries=state.entries_for(events_all, self.term, now, first_position),
+            entries=state.entries_for(events_all, self.term, now, first_position, payloads),
+            payloads=payloads,
             per_entry=per_entry,
             stream_ids=[entry_id for entry_id, _ in entries],
             last_position=engine.position,

@@ -6,12 +6,15 @@ import contextlib
 import gc
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from itertools import count, repeat
 
 from archive import LogEntry
 from nodes.adapters import Adapters
 from nodes.engine import Engine, SnapshotVersionError, encode_events, event_kind
 
 log = logging.getLogger(__name__)
+
+_new_tuple = tuple.__new__
 
 
 class DivergenceError(RuntimeError):
@@ -122,13 +125,19 @@ class NodeState:
     def position(self) -> int:
         return self.engine.position
 
-    def entries_for(self, events: Sequence, term: int, timestamp: int, first: int) -> list[LogEntry]:
-        """Log entries for events just applied by the leader, positions from `first`."""
-        payloads = encode_events(events)
-        return [
-            LogEntry(first + index, term, event_kind(event), timestamp, payload)
-            for index, (event, payload) in enumerate(zip(events, payloads, strict=True))
-        ]
+    def entries_for(
+        self, events: Sequence, term: int, timestamp: int, first: int, payloads: Sequence[bytes] | None = None
+    ) -> list[LogEntry]:
+        """Log entries for events just applied by the leader, positions from `first`;
+        `payloads`, their records if the caller encoded them already."""
+        if payloads is None:
+            payloads = encode_events(events)
+        elif len(payloads) != len(events):
+            raise ValueError(f"{len(payloads)} payloads for {len(events)} events")
+        # Built in C (tuple.__new__ over zipped columns): half the cost of a comprehension
+        # calling LogEntry(...) per event, which was a tenth of the leader's loop flat out.
+        columns = zip(count(first), repeat(term), map(event_kind, events), repeat(timestamp), payloads)
+        return list(map(_new_tuple, repeat(LogEntry), columns))
 
     def take_snapshot(self, term: int) -> str:
         engine = self.engine

@@ -7,7 +7,7 @@ clients, snapshot, queries) take an ``EngineState`` and never import ``Engine``.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from nodes.engine import statehash
 from nodes.engine.book import Book, Order
@@ -41,6 +41,19 @@ class EngineState:
         """Folds the events applied since the last fold into the running hash."""
         self._crc, self._adler = statehash.fold(self._crc, self._adler, self._pending)
         self._pending.clear()
+
+    def fold_hash_from(self, records: Sequence[bytes]) -> None:
+        """``fold_hash`` from the records of the events (``encode_event`` bytes) instead of
+        encoding them again: ``records`` are those of every event applied since the
+        running hash last covered the state, in order (the leader encodes them for the
+        archive anyway). Those already folded (``FOLD_AT``) are the first ones."""
+        pending = len(self._pending)
+        if pending > len(records):
+            raise ValueError(f"{len(records)} records for {pending} events not folded yet")
+        if pending:
+            tail = records[len(records) - pending :] if pending < len(records) else records
+            self._crc, self._adler = statehash.fold_records(self._crc, self._adler, tail)
+            self._pending.clear()
 
     @property
     def running_hash(self) -> int:

@@ -140,3 +140,25 @@ def test_a_follower_applying_archive_records_gets_the_same_state_and_hash(batch)
     assert follower.position == leader.position
     assert follower.digest() == leader.digest()
     assert follower.running_hash == leader.running_hash == reference(events)
+
+
+@pytest.mark.parametrize("batch", [1, 16, 700, FOLD_AT + 1, 2 * FOLD_AT + 3])
+def test_the_leader_folding_its_batches_records_gets_the_same_hash(batch):
+    """The leader folds each batch from the records it encoded for the archive
+    (fold_hash_from), some of them already folded (FOLD_AT) in the middle of the batch."""
+    commands = list(generate(2 * FOLD_AT + 900, 5))
+    _, events = run(commands)
+    leader = Engine()
+    for i in range(0, len(commands), batch):
+        leader.fold_hash()
+        applied = [event for command in commands[i : i + batch] for event in leader.process(command)]
+        leader.fold_hash_from(encode_events(applied))
+        assert leader.running_hash == reference(events[: leader.position])
+    assert leader.running_hash == reference(events)
+
+
+def test_folding_from_fewer_records_than_events_pending_is_refused():
+    engine, events = run(small_sequence())  # nothing folded yet: its 8 events are pending
+    with pytest.raises(ValueError, match="3 records for 8 events"):
+        engine.fold_hash_from(encode_events(events[:3]))
+    assert engine.running_hash == reference(events)  # nothing was folded from the records
