@@ -119,6 +119,7 @@ def client_process(args: tuple) -> dict:
     latencies: list[float] = []
     interval = batch / rate if rate else 0.0
     cpu_start = time.process_time()  # the client's own work, not the batches made above
+    switches_start = context_switches(os.getpid())
     start = time.perf_counter()
     next_due, sent, received = start, 0, 0
     while received < len(batches):
@@ -144,8 +145,10 @@ def client_process(args: tuple) -> dict:
                 return {"error": f"client {index}: a command was refused: {refused.error}"}
     end = time.perf_counter()
     cpu = time.process_time() - cpu_start
+    switches = context_switches(os.getpid()) - switches_start
     client.close()
-    return {"count": len(latencies), "start": start, "end": end, "latencies": latencies, "cpu": cpu, "late": late}
+    return {"count": len(latencies), "start": start, "end": end, "latencies": latencies, "cpu": cpu, "late": late,
+            "switches": switches}  # fmt: skip
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -157,6 +160,26 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def context_switches(pid: int) -> int:
+    """Context switches of a process so far, voluntary (it waited: a read, a lock, a
+    sleep) and not (preempted), summed over its live threads: each is a wake-up, so per
+    leader cycle they count the hops a cycle takes through the processes."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        for line in status.splitlines():
+            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                total += int(line.split(":", 1)[1])
+    return total
 
 
 def children_of(parent: int) -> list[int]:
@@ -202,19 +225,22 @@ class Meter:
                 (list(cluster.dbnames.values()),),
             ).fetchall()
         commits = dict(rows)
+        groups = cluster.cpu_groups()
         return {
             "at": time.perf_counter(),
             # Per process, the groups found again each time: a process born during the run
             # (a PostgreSQL backend) counts from zero.
-            "cpu": {name: {pid: cpu_seconds(pid) for pid in pids} for name, pids in cluster.cpu_groups().items()},
+            "cpu": {name: {pid: cpu_seconds(pid) for pid in pids} for name, pids in groups.items()},
+            "switches": {name: {pid: context_switches(pid) for pid in pids} for name, pids in groups.items()},
             "nodes": {name: scrape(port) for name, port in cluster.metric_ports.items()},
             "pg_commits": {name: commits.get(db, 0) for name, db in cluster.dbnames.items()},
             "redis_commands": cluster.redis.info("stats")["total_commands_processed"],
         }
 
-    def result(self, committed: int, client_cpu: float) -> dict:
-        """Cores kept busy per part, CPU µs per committed command per part, and per node:
-        cycles/s, items per cycle, Redis round trips/s and PostgreSQL transactions/s."""
+    def result(self, committed: int, client_cpu: float, client_switches: int) -> dict:
+        """Cores kept busy per part, CPU µs per committed command per part, context
+        switches per leader cycle per part, and per node: cycles/s, items per cycle, Redis
+        round trips/s and PostgreSQL transactions/s."""
         after = self.sample()
         before = self.before
         elapsed = after["at"] - before["at"]
@@ -241,8 +267,19 @@ class Meter:
                     if seconds - b["threads"].get(thread, 0.0) > 0
                 },
             }
+        switches = {
+            name: sum(count - before["switches"][name].get(pid, 0) for pid, count in pids.items())
+            for name, pids in after["switches"].items()
+        }
+        switches["clients"] = client_switches
+        leader = self.cluster.names[0]
+        leader_cycles = after["nodes"][leader]["loop_cycles"] - before["nodes"][leader]["loop_cycles"]
         return {
             "cores_busy": {name: round(share, 3) for name, share in cores.items()},
+            "context_switches_per_cycle": {
+                **{name: round(count / leader_cycles, 1) for name, count in switches.items()},
+                "total": round(sum(switches.values()) / leader_cycles, 1),
+            } if leader_cycles else {},
             "cpu_us_per_command": {**us, "total": round(sum(v for v in us.values() if v is not None), 1)},
             "nodes": nodes,
             "redis_commands_per_s": round((after["redis_commands"] - before["redis_commands"]) / elapsed),
@@ -272,6 +309,7 @@ def drive(
     return {
         "commands": total,
         "client_cpu_seconds": sum(r["cpu"] for r in results),
+        "client_switches": sum(r["switches"] for r in results),
         "seconds": round(elapsed, 3),
         "committed_per_s": round(total / elapsed),
         "p50_ms": round(pct(0.50), 2),
@@ -486,7 +524,7 @@ def measured(cluster: LocalCluster, clients: int, count: int, batch: int, rate: 
     checkpoint()
     meter = Meter(cluster)
     run = drive(cluster.name, settings.REDIS_URL, clients, count, batch, rate, window, cluster.signer)
-    run.update(meter.result(run["commands"], run.pop("client_cpu_seconds")))
+    run.update(meter.result(run["commands"], run.pop("client_cpu_seconds"), run.pop("client_switches")))
     return run
 
 
@@ -657,6 +695,8 @@ def main() -> None:
                 for n in run["nodes"].values()
             )
             print(f"  W={row['write_quorum']} {label}: {nodes}; Redis {run['redis_commands_per_s']:,} commands/s")
+            switches = ", ".join(f"{part} {count}" for part, count in run["context_switches_per_cycle"].items())
+            print(f"      context switches per leader cycle: {switches}")
             for node in list(run["nodes"].values())[:2]:
                 threads = ", ".join(f"{t} {c:.3f}" for t, c in sorted(node["thread_cores"].items(), key=lambda x: -x[1]))
                 print(f"      {node['role']} threads (cores): {threads}")
