@@ -47,7 +47,7 @@ def test_a_fresh_node_and_a_follower_behind_retention_install_the_leaders_snapsh
     assert "installed " in text
 
     # 2. A follower stopped while the others go on comes back behind the leader's retention.
-    stopped_at = cluster.row(follower).archived_position
+    stopped_at, old_archive = cluster.row(follower).archived_position, cluster.row(follower).archive_id
     assert cluster.nodes.stop(follower) == 0
     submit_all(client, order_flow(client, 6000, seed=22))
     wait_until(lambda: cluster.row(leader).archive_first_position > stopped_at + 1, 60,
@@ -59,7 +59,10 @@ def test_a_fresh_node_and_a_follower_behind_retention_install_the_leaders_snapsh
     assert "INSTALL: archive renewed" in cluster.nodes.processes[follower].log_path.read_text()
 
     # Every node ends with the leader's state at the same position, rebuilt from its own
-    # (pruned) archive; the installed ones are voters again once caught up.
+    # (pruned) archive; the installed ones are voters again once caught up. The follower
+    # reports its applied position while it installs, claiming no archive (so it is no
+    # vote meanwhile): the renewed archive reaches the control plane with its next report.
+    wait_until(lambda: cluster.row(follower).archive_id != old_archive, 30, "the follower to report its renewed archive")
     wait_until(lambda: not any(cluster.row(n).resyncing for n in (follower, fresh)), 30, "the installed nodes to resync")
     # The follower went through the archive-identity machinery: a reset was seen (a new
     # archive id where the control plane knew another), so it was a new empty replica until
