@@ -31,7 +31,6 @@ class OutBatch:
     """Processed by the loop thread, to be archived and published by the archive thread."""
 
     entries: list
-    payloads: list[bytes]  # the entries' payloads (the results are slices of them)
     per_entry: list  # (stream entry id, reply key, [(status, first, count, duplicate)])
     stream_ids: list[bytes]
     last_position: int
@@ -130,10 +129,10 @@ class Archiver:
 
     def _replies(self, batch: OutBatch, originals: dict[int, bytes]) -> list[tuple[str, bytes]]:
         """Each entry's reply message: its results, with their events' records (a slice of
-        the batch's payloads) or, for a duplicate, the original's (`originals`)."""
+        the batch's entries) or, for a duplicate, the original's (`originals`)."""
         replies = []
-        payloads = batch.payloads
-        base = batch.entries[0].position if batch.entries else 0
+        entries = batch.entries
+        base = entries[0].position if entries else 0
         for entry_id, reply_to, results in batch.per_entry:
             out = []
             for status, start, count, detail in results:
@@ -144,7 +143,7 @@ class Archiver:
                     found = [originals[p] for p in range(first, first + detail.original_count) if p in originals]
                     out.append([wire.RESULT_DUPLICATE, detail.original_position, found, ""])
                 else:
-                    out.append([status, start, payloads[start - base : start - base + count], ""])
+                    out.append([status, start, [e.payload for e in entries[start - base : start - base + count]], ""])
             replies.append((reply_to, wire.encode([entry_id.decode(), out])))
         return replies
 

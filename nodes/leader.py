@@ -294,7 +294,6 @@ class Leader:
         engine.fold_hash_from(payloads)
         batch = OutBatch(
             entries=state.entries_for(events_all, self.term, now, first_position, payloads),
-            payloads=payloads,
             per_entry=per_entry,
             stream_ids=[entry_id for entry_id, _ in entries],
             last_position=engine.position,
