@@ -558,6 +558,11 @@ def plot(rows: list[dict], sweep: dict[int, list[dict]], path: str, rate_batch: 
     figure.savefig(path)
 
 
+def of_run(row: dict, runs: int) -> str:
+    """What follows a row's label in the tables: which run it is, when each W has several."""
+    return f" (run {row['run']})" if runs > 1 else ""
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -654,8 +659,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         f, p = row["flat_out"], row["fixed_rate"]
-        label = f"{row['write_quorum']} (run {row['run']})" if args.runs > 1 else f"{row['write_quorum']}"
-        print(f"| {label} | {f['committed_per_s']:,} | {f['p50_ms']} | {f['p99_ms']} | {f['max_ms']} "
+        print(f"| {row['write_quorum']}{of_run(row, args.runs)} | {f['committed_per_s']:,} | {f['p50_ms']} | {f['p99_ms']} | {f['max_ms']} "
               f"| {p['committed_per_s']:,} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} |")
     judged = [row["goals_met"] for row in rows if row["goals_met"]]
     if judged:
@@ -676,7 +680,7 @@ def main() -> None:
     print("|---|---|" + "---:|" * len(parts))
     for row in rows:
         for label, run in (("flat out", row["flat_out"]), (f"{args.rate:,.0f}/s", row["fixed_rate"])):
-            label += f" (run {row['run']})" if args.runs > 1 else ""
+            label += of_run(row, args.runs)
             cells = []
             for part in parts:
                 value = run["cpu_us_per_command"][part]
@@ -688,7 +692,7 @@ def main() -> None:
           "on the loops' connections, PostgreSQL transactions/s in its archive; Redis commands/s in all:")
     for row in rows:
         for label, run in (("flat out", row["flat_out"]), (f"{args.rate:,.0f}/s", row["fixed_rate"])):
-            label += f" (run {row['run']})" if args.runs > 1 else ""
+            label += of_run(row, args.runs)
             nodes = "; ".join(
                 f"{n['role']} {n['cycles_per_s']:,} cycles/s x {n['items_per_cycle']}, "
                 f"{n['redis_round_trips_per_s']:,} RT/s, {n['pg_commits_per_s']:,} tx/s"
