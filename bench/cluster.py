@@ -12,8 +12,11 @@ queue) to the moment its committed result arrived. Prints a table; asserts nothi
 --runs 3 --write-quorums 2 is what the performance goals are judged on (README,
 "Performance"): three flat-out and fixed-rate runs on one cluster, and a line saying in
 how many each goal was met. The machine's own speed (a Python loop, an fsync, a Redis
-round trip) is measured before and after and printed with the figures: on a virtual
-machine it moves with the neighbours, and figures mean little without it.
+round trip, the CPU a wake-up costs) is measured before and after and printed with the
+figures: on a virtual machine it moves with the neighbours, and figures mean little
+without it. For each fixed-rate run it also says how far apart the leader's cycles began
+against their floor (NODE_MIN_CYCLE_MS): near the floor the cluster has CPU to spare; well
+above it, the cores are what every part waits for.
 
 --signed turns the cluster's trading checks on: the clients are a registered trading
 client, each batch signed with its key (HMAC-SHA256), for accounts it was granted; the
@@ -55,9 +58,11 @@ from django.core.management import call_command  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 import wire  # noqa: E402
+from base.env import env_float  # noqa: E402
 from controlplane.clusters import services, trading  # noqa: E402
 from controlplane.clusters.models import Cluster, Node, TradingAccount, TradingClient  # noqa: E402
 from dev.local import LocalNodes  # noqa: E402
+from nodes.config import NodeConfig  # noqa: E402
 from nodes.engine import AddInstrument, CancelOrder, PlaceOrder, encode_command  # noqa: E402
 from wire.client import ClusterClient  # noqa: E402
 from wire.keys import keys  # noqa: E402
@@ -329,10 +334,41 @@ def _loop(n: int) -> int:
     return total
 
 
+def wake_cost_us(asleep_s: float, rounds: int) -> float:
+    """CPU µs a process spends on one wake-up: it writes a byte down a pipe to a forked
+    child and blocks reading the answer, which the child sends after `asleep_s` (0: at
+    once). The process's whole CPU over the rounds (its syscalls, the kernel's wake-up
+    path, and what a core that ran something else meanwhile costs it), per round."""
+    ask_r, ask_w = os.pipe()
+    answer_r, answer_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child only echoes, then leaves at once (no cleanup of the parent's)
+        try:
+            for _ in range(rounds):
+                os.read(ask_r, 1)
+                if asleep_s:
+                    time.sleep(asleep_s)
+                os.write(answer_w, b"a")
+        finally:
+            os._exit(0)
+    try:
+        start = time.process_time()
+        for _ in range(rounds):
+            os.write(ask_w, b"q")
+            os.read(answer_r, 1)
+        return (time.process_time() - start) / rounds * 1e6
+    finally:
+        os.waitpid(child, 0)
+        for fd in (ask_r, ask_w, answer_r, answer_w):
+            os.close(fd)
+
+
 def machine_probe(workdir: Path, redis: redis_lib.Redis) -> dict:
-    """How fast this machine is right now, in three figures that every part of the
-    cluster depends on: a pure-Python loop (millions of iterations/s), an 8 KiB write +
-    fdatasync (µs, what each durable commit waits for) and a Redis PING round trip (µs).
+    """How fast this machine is right now, in figures that every part of the cluster
+    depends on: a pure-Python loop (millions of iterations/s), an 8 KiB write + fdatasync
+    (µs, what each durable commit waits for), a Redis PING round trip (µs), and the CPU
+    a process pays to be woken, at once and after 3 ms asleep (µs; a leader cycle at
+    10,000/s takes some 50 wake-ups across the processes, each after a few ms asleep).
     Medians of short repeats. Taken before and after the runs: a virtual machine's speed
     moves with its neighbours (on one of ours a pure-Python loop's speed varied by 40%
     within a minute), and a run's figures mean little without the machine's at the time."""
@@ -366,6 +402,8 @@ def machine_probe(workdir: Path, redis: redis_lib.Redis) -> dict:
         "python_loop_m_per_s": round(statistics.median(loops), 1),
         "fsync_8k_us": round(statistics.median(syncs) * 1e6),
         "redis_ping_us": round(statistics.median(trips) * 1e6),
+        "wake_hot_us": round(statistics.median(wake_cost_us(0.0, 2000) for _ in range(3)), 1),
+        "wake_after_3ms_us": round(statistics.median(wake_cost_us(0.003, 200) for _ in range(3)), 1),
     }
 
 
@@ -601,7 +639,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     replicas = [int(r) for r in args.replicas.split(",")]
-    env = {"NODE_SNAPSHOT_EVERY": "0", "NODE_GC": os.environ.get("NODE_GC", "freeze")}
+    # The leader's pacing floor, stated to the nodes so that the figures can name it.
+    floor_ms = env_float("NODE_MIN_CYCLE_MS", NodeConfig.min_cycle_s * 1000, minimum=0.0, maximum=50.0)
+    env = {"NODE_SNAPSHOT_EVERY": "0", "NODE_GC": os.environ.get("NODE_GC", "freeze"), "NODE_MIN_CYCLE_MS": str(floor_ms)}
     workdir = Path(tempfile.mkdtemp(prefix="tec-bench-"))
     call_command("migrate", verbosity=0)  # the control plane's tables, on a fresh database
     say = (lambda *a: None) if args.json else print
@@ -653,7 +693,8 @@ def main() -> None:
     for when in ("before", "after"):
         probe = machine[when]
         print(f"The machine {when} the runs: a Python loop at {probe['python_loop_m_per_s']} M iterations/s, "
-              f"8 KiB write + fdatasync {probe['fsync_8k_us']} µs, Redis PING {probe['redis_ping_us']} µs")
+              f"8 KiB write + fdatasync {probe['fsync_8k_us']} µs, Redis PING {probe['redis_ping_us']} µs, "
+              f"a wake-up {probe['wake_hot_us']} µs of CPU at once, {probe['wake_after_3ms_us']} µs after 3 ms asleep")
     print("| W | flat out: committed cmd/s | p50 ms | p99 ms | max ms "
           f"| {args.rate:,.0f}/s offered: achieved | p50 ms | p99 ms | max ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -670,9 +711,17 @@ def main() -> None:
                  f"<= {GOAL_RATE_US:g} µs a command in {counts['cpu']}" if "p99" in counts else ""))  # fmt: skip
     for row in rows:
         p = row["fixed_rate"]
+        at = f"W={row['write_quorum']} at {args.rate:,.0f}/s{of_run(row, args.runs)}"
         if "send_late_p50_ms" in p:
-            print(f"  W={row['write_quorum']} at {args.rate:,.0f}/s: the clients sent {p['send_late_p50_ms']} ms late "
-                  f"at the median, {p['send_late_p99_ms']} ms at p99 (part of the latency above)")
+            print(f"  {at}: the clients sent {p['send_late_p50_ms']} ms late at the median, "
+                  f"{p['send_late_p99_ms']} ms at p99 (part of the latency above)")
+        leader = next((n for n in p["nodes"].values() if n["role"] == "leader"), None)
+        if leader and leader["cycles_per_s"]:
+            # Near the floor, the pacer sets the cycle, and a cheaper cycle is less CPU. Well
+            # above it, the cores set it: every part waits for CPU, and a cheaper cycle buys
+            # more cycles (less latency) before it buys less CPU a command.
+            print(f"  {at}: the leader's cycles began {1000 / leader['cycles_per_s']:.1f} ms apart on average "
+                  f"(its floor: {floor_ms:g} ms); {sum(p['cores_busy'].values()):.2f} of 2 cores busy")
     print()
     parts = list(rows[0]["flat_out"]["cpu_us_per_command"]) if rows else []
     print("CPU µs per committed command, by part (cores kept busy in brackets; 2 cores in all):")
