@@ -196,7 +196,7 @@ REST_FRAMEWORK = {
         "write": env_str("THROTTLE_WRITE", "600/min"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "controlplane.clusters.api.pagination.Pages",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "controlplane.clusters.api.errors.exception_handler",
 }

@@ -141,3 +141,27 @@ def test_hostile_heartbeat_url(node_secret):
     client.credentials(HTTP_AUTHORIZATION=f"Node {node_secret}")
     response = client.post("/api/v1/nodes/alpha-9%00/heartbeat/", REPORT, format="json")
     assert response.status_code in (400, 404)
+
+
+@pytest.mark.parametrize("endpoint", ["/api/v1/nodes/", "/api/v1/role-changes/"])
+def test_a_page_past_what_the_database_can_count_is_empty_not_a_500(cluster, operator_api, endpoint):
+    """PostgreSQL's LIMIT and OFFSET are bigints; the fuzzer found a 500 in a limit past it."""
+    whole = operator_api.get(endpoint).json()
+    assert whole["count"] > 0
+    huge_limit = operator_api.get(f"{endpoint}?limit={TOO_BIG}")
+    assert huge_limit.status_code == 200, huge_limit.content[:300]
+    assert huge_limit.json()["results"] == whole["results"]  # cut to the largest page: all of them
+    for query in (f"offset={TOO_BIG}", f"limit={TOO_BIG}&offset={2**63 - 1}"):
+        response = operator_api.get(f"{endpoint}?{query}")
+        assert response.status_code == 200, (query, response.content[:300])
+        assert response.json()["results"] == []
+        assert response.json()["count"] == whole["count"]
+
+
+def test_a_page_is_at_most_a_thousand_long(cluster, operator_api):
+    for index in range(1_001):
+        services.register_node(name=f"alpha-p{index}", cluster=cluster, archive_location=f"postgresql://h/p{index}")
+    body = operator_api.get("/api/v1/nodes/?limit=5000").json()
+    assert body["count"] > 1_000
+    assert len(body["results"]) == 1_000
+    assert "offset=1000" in body["next"]
