@@ -4,14 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: run test lint services venv bench help simulate failover-time browser-test check-deploy chromium topology test-topology drill-topology nftables
+.PHONY: run test lint services venv bench fuzz help simulate failover-time browser-test check-deploy chromium topology test-topology drill-topology nftables
 
 help:
 	@echo "make run    - install, migrate, create the demo, start control plane + nodes + supervisor"
 	@echo "make test   - install and run the whole test suite against real PostgreSQL and Redis"
 	@echo "make lint   - ruff"
-	@echo "make bench  - print the engine, archive and cluster benchmark figures (and draw bench/latency.png)"
+	@echo "make bench  - print the engine, archive, heartbeat and cluster benchmark figures (and draw bench/latency.png)"
 	@echo "make simulate SEEDS=1000000 - the deterministic protocol simulator over many seeds"
+	@echo "make fuzz   - the API fuzzer (schemathesis), 100 cases per operation instead of make test's 6"
 	@echo "make failover-time - 20 leader SIGKILLs on real processes: failover time p50/p99"
 	@echo "make soak   - 30 minutes at 10,000 commands/s, snapshots and retention on, a node killed every minute (SOAK_MINUTES=30)"
 	@echo "make bench-snapshots - snapshot pause (100k, 1M resting orders) and start-up time against log length"
@@ -55,9 +56,14 @@ test: $(VENV)/.dev services chromium nftables
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 
+# The API fuzzer with 100 cases per operation and actor (make test runs 6).
+fuzz: $(VENV)/.dev services
+	FUZZ_EXAMPLES=100 $(PY) -m pytest -q tests/controlplane/test_schemathesis.py
+
 bench: $(VENV)/.dev services
 	$(PY) bench/engine.py
 	$(PY) bench/archive.py
+	$(PY) bench/heartbeat.py
 	$(PY) bench/cluster.py --plot bench/latency.png
 
 SEEDS ?= 1000000
