@@ -114,6 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.count < 1:
         parser.error(f"--count must be 1 or more, got {args.count}")
+    fifth = max(1, args.count // 5)
     call_command("migrate", verbosity=0)  # the control plane's tables, on a fresh database
     nodes = Nodes()
     try:
@@ -124,8 +125,8 @@ def main() -> None:
         # Alternating fifths, so that a slower minute of the machine falls on both roles.
         leader, follower = [], []
         for _ in range(5):
-            leader.append(nodes.cpu_ms(nodes.leader, max(1, args.count // 5)))
-            follower.append(nodes.cpu_ms(nodes.followers[0], max(1, args.count // 5)))
+            leader.append(nodes.cpu_ms(nodes.leader, fifth))
+            follower.append(nodes.cpu_ms(nodes.followers[0], fifth))
     finally:
         nodes.close()
     cpu = {"leader": round(statistics.median(leader), 2), "follower": round(statistics.median(follower), 2)}
@@ -136,7 +137,7 @@ def main() -> None:
         print(json.dumps({"cpu_ms_per_heartbeat": cpu, "statements_per_heartbeat": statements,
                           "nodes_per_core_at_interval": nodes_per_core, "interval_s": INTERVAL_S}))  # fmt: skip
         return
-    print(f"Control plane, one heartbeat (median of five runs of {max(1, args.count // 5)}):")
+    print(f"Control plane, one heartbeat (median of five runs of {fifth}):")
     for role in ("leader", "follower"):
         print(f"  {role:8}: {cpu[role]:.2f} ms of CPU, {statements[role]} SQL statements (besides BEGIN and COMMIT)")
     print(f"  one core serves about {nodes_per_core} nodes beating every {INTERVAL_S:g} s "

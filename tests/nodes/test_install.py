@@ -47,7 +47,8 @@ def test_a_fresh_node_and_a_follower_behind_retention_install_the_leaders_snapsh
     assert "installed " in text
 
     # 2. A follower stopped while the others go on comes back behind the leader's retention.
-    stopped_at, old_archive = cluster.row(follower).archived_position, cluster.row(follower).archive_id
+    row = cluster.row(follower)
+    stopped_at, old_archive = row.archived_position, row.archive_id
     assert cluster.nodes.stop(follower) == 0
     submit_all(client, order_flow(client, 6000, seed=22))
     wait_until(lambda: cluster.row(leader).archive_first_position > stopped_at + 1, 60,
