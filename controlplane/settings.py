@@ -262,6 +262,9 @@ CELERY_BEAT_SCHEDULE = {
 # Defaults for new clusters (each cluster row holds its own values).
 CLUSTER_HEARTBEAT_INTERVAL = env_float("CLUSTER_HEARTBEAT_INTERVAL", 0.5, minimum=0.05)
 CLUSTER_FAILOVER_TIMEOUT = env_float("CLUSTER_FAILOVER_TIMEOUT", 3.0, minimum=0.2)
+# How long a read answered by the leader (an order's status, the book, the latest events)
+# waits for it before the API answers 503.
+LEADER_READ_TIMEOUT = env_float("LEADER_READ_TIMEOUT", 3.0, minimum=0.05)
 # Retention's minimum window: the newest events every archive keeps, whatever its snapshots.
 ARCHIVE_KEEP_EVENTS = env_int("ARCHIVE_KEEP_EVENTS", 1_000_000, minimum=0)
 

@@ -45,6 +45,13 @@ FUZZ_SETTINGS = settings(
 )
 
 
+@pytest.fixture(autouse=True)
+def short_leader_reads(settings):
+    """No node runs here: a read answered by the leader waits its whole timeout for a 503
+    (3 s by default; the schema's examples alone make dozens of such reads)."""
+    settings.LEADER_READ_TIMEOUT = 0.1
+
+
 @pytest.fixture
 def operator_token(operator) -> str:
     return tokens.issue(operator.username).token

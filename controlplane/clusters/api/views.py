@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import db
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -58,7 +59,10 @@ def ask_leader(cluster: Cluster, op: str, **args):
     if cluster.leader is None:
         raise ServiceUnavailable(f"cluster {cluster.name} has no leader")
     try:
-        return rpc.ask(streams.tasks(), streams.connection(), cluster.name, cluster.leader.name, op, timeout=3, **args)
+        return rpc.ask(
+            streams.tasks(), streams.connection(), cluster.name, cluster.leader.name, op,
+            timeout=settings.LEADER_READ_TIMEOUT, **args,
+        )  # fmt: skip
     except rpc.PeerUnavailable as error:
         raise ServiceUnavailable(f"the leader did not answer: {error}") from None
 
