@@ -12,6 +12,8 @@ them, so gunicorn never kills a worker in the middle of a switchover.
 
 from __future__ import annotations
 
+import os
+
 from gunicorn import glogging
 
 from base.env import env_bool, env_int, env_str
@@ -21,8 +23,15 @@ LONGEST_BLOCKING_REQUEST_S = 120  # SwitchoverSerializer.timeout's max_value
 bind = env_str("WEB_BIND", "127.0.0.1:8000")
 worker_class = "gthread"
 workers = env_int("WEB_WORKERS", 2, minimum=1)
-# Each thread may hold one database connection: keep WEB_THREADS <= DB_POOL_MAX (8).
-threads = env_int("WEB_THREADS", 8, minimum=1)
+# Threads are cheap while they wait: a submission awaiting its commit, a request waiting
+# for its turn. Database connections are what is scarce, and the turns bound them
+# (controlplane/admission.py: API_CONCURRENCY requests at once, 2 by default).
+threads = env_int("WEB_THREADS", 32, minimum=2)
+# A request waiting for its turn holds a thread: at most so many wait, so that a thread of
+# every worker stays free for the nodes' heartbeats (which take no turn); the next gets a
+# 503 with Retry-After at once. The same default as controlplane/settings.py.
+_api_concurrency = env_int("API_CONCURRENCY", min(2, env_int("DB_POOL_MAX", 8, minimum=2) - 1), minimum=1)
+raw_env = [] if "API_WAITING_MAX" in os.environ else [f"API_WAITING_MAX={max(0, threads - _api_concurrency - 1)}"]
 timeout = env_int("WEB_TIMEOUT", LONGEST_BLOCKING_REQUEST_S + 30, minimum=LONGEST_BLOCKING_REQUEST_S + 1)
 graceful_timeout = env_int("WEB_GRACEFUL_TIMEOUT", 30, minimum=1)
 keepalive = 5  # nodes reuse their connection between heartbeats

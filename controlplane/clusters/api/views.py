@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.response import Response
 
+from controlplane import admission
 from controlplane.clusters import commands as cluster_commands
 from controlplane.clusters import maintenance, services, streams, switchover, trading
 from controlplane.clusters.api.permissions import CanSubmitCommands
@@ -54,13 +55,18 @@ NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
 INT64_PATTERN = r"[0-9]{1,18}"
 
 
-def ask_leader(cluster: Cluster, op: str, **args):
-    """A read-only request to the cluster's leader (wire/rpc.py)."""
-    if cluster.leader is None:
+def ask_leader(request, cluster: Cluster, op: str, **args):
+    """A read-only request to the cluster's leader (wire/rpc.py). The wait is on Redis (up
+    to LEADER_READ_TIMEOUT when the leader is gone): the database connection and the
+    request's turn are given back first, as a submission does."""
+    leader = cluster.leader
+    if leader is None:
         raise ServiceUnavailable(f"cluster {cluster.name} has no leader")
+    db.connection.close()
+    admission.give_back_turn(request)
     try:
         return rpc.ask(
-            streams.tasks(), streams.connection(), cluster.name, cluster.leader.name, op,
+            streams.tasks(), streams.connection(), cluster.name, leader.name, op,
             timeout=settings.LEADER_READ_TIMEOUT, **args,
         )  # fmt: skip
     except rpc.PeerUnavailable as error:
@@ -116,7 +122,7 @@ class ClusterReadsMixin:
         """Aggregated depth of an instrument's book, best first: bids/asks as [price, qty, orders]."""
         query = BookQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        depth = ask_leader(self.get_object(), "depth", **query.validated_data)
+        depth = ask_leader(request, self.get_object(), "depth", **query.validated_data)
         if depth is None:
             raise NotFound(f"no instrument {query.validated_data['symbol']!r} in this cluster")
         return Response(depth)
@@ -125,7 +131,7 @@ class ClusterReadsMixin:
     @action(detail=True, methods=["get"], url_path=rf"orders/(?P<order_id>{INT64_PATTERN})")
     def order(self, request, name=None, order_id=None):
         """An order's status: resting (with its remaining quantity) or closed."""
-        found = ask_leader(self.get_object(), "order", order_id=int(order_id))
+        found = ask_leader(request, self.get_object(), "order", order_id=int(order_id))
         if found is None:
             raise NotFound(f"no order {order_id} in this cluster")
         return Response(found)
@@ -136,7 +142,7 @@ class ClusterReadsMixin:
         """The latest events of the cluster's log (from the leader's archive), oldest first."""
         query = EventsQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        return Response({"events": ask_leader(self.get_object(), "events", **query.validated_data)})
+        return Response({"events": ask_leader(request, self.get_object(), "events", **query.validated_data)})
 
 
 class ClusterViewSet(
@@ -280,8 +286,10 @@ class ClusterViewSet(
                 status=status.HTTP_403_FORBIDDEN,
             )  # fmt: skip
         # The wait for the commit is on Redis: give the database connection back to the
-        # pool first, or a burst of waiting submitters starves the heartbeats.
+        # pool first, and the request's turn, or a burst of waiting submitters starves the
+        # heartbeats and the other requests.
         db.connection.close()
+        admission.give_back_turn(request)
         try:
             submission = cluster_commands.submit(
                 cluster.name, commands, body.validated_data["timeout"]
