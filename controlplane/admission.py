@@ -22,12 +22,14 @@ heartbeats stayed at most 0.33-0.36 s old (0.2 s apart): 1.1-1.2 s with 4 turns.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 
 from django.conf import settings
 from django.http import JsonResponse
 
+log = logging.getLogger(__name__)
 TAKES_NO_TURN = re.compile(r"^/(?:healthz|readyz|metrics)$|^/api/v1/nodes/[^/]+/heartbeat/$")
 
 
@@ -83,6 +85,8 @@ class TakeTurns:
             return self.get_response(request)
         turn = self.turns.take()
         if isinstance(turn, str):
+            log.warning("busy: %s; 503 to %s %s (API_CONCURRENCY, API_WAITING_MAX, API_QUEUE_TIMEOUT)",
+                        turn, request.method, path)  # fmt: skip
             response = JsonResponse(
                 {"detail": f"The control plane is busy: {turn}. Retry in a second.", "code": "busy"},
                 status=503,

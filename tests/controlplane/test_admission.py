@@ -119,7 +119,7 @@ def test_past_the_waiting_limit_a_request_is_refused_at_once_with_retry_after(se
     assert [answer.status_code for answer in answers] == [200, 200]
 
 
-def test_a_request_that_waits_longer_than_the_queue_timeout_gets_503(settings):
+def test_a_request_that_waits_longer_than_the_queue_timeout_gets_503(settings, caplog):
     take_turns, view = middleware(settings, concurrency=1, timeout=0.2)
     answers: list = []
     holder = call_in_thread(take_turns, API, answers)
@@ -127,6 +127,7 @@ def test_a_request_that_waits_longer_than_the_queue_timeout_gets_503(settings):
     refused = take_turns(RequestFactory().get(API))
     assert refused.status_code == 503
     assert "no turn within 0.2 s" in json.loads(refused.content)["detail"]
+    assert any("busy: no turn within 0.2 s" in message and API in message for message in caplog.messages)
     assert take_turns.turns.waiting == 0
     view.release.set()
     holder.join(10)
