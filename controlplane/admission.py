@@ -12,9 +12,10 @@ So at most API_CONCURRENCY requests of the API, the admin and the dashboard run 
 in a process (2: one process runs Python on one core at a time). The rest wait for a
 turn, up to API_QUEUE_TIMEOUT seconds, and at most API_WAITING_MAX of them at once; past
 either they get a 503 with Retry-After. The heartbeats and the probes (/healthz, /readyz,
-/metrics) take no turn. A request that waits on Redis, not the database (a submission
-awaiting its commit, a read answered by the leader), gives its turn back with
-`give_back_turn`, as it gives its connection back.
+/metrics) take no turn. A request that waits on the cluster gives its turn back with
+`give_back_turn`: a submission awaiting its commit and a read answered by the leader
+(they wait on Redis, and give their database connection back too), and a role change
+waiting for its target (one at a time per cluster).
 
 With turns, the same burst got as many answers (about 600 in 5 s on 2 cores) and the
 heartbeats stayed at most 0.33-0.36 s old (0.2 s apart): 1.1-1.2 s with 4 turns.

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from django import db
 from django.http import HttpResponse
 from django.test import RequestFactory
 
@@ -205,10 +206,14 @@ def test_a_read_waiting_for_the_leader_gives_its_turn_back(settings, monkeypatch
     handler = WSGIHandler()
     auth = {"HTTP_AUTHORIZATION": f"Token {tokens.issue(viewer.username).token}"}
     answers: list = []
-    reader = threading.Thread(
-        target=lambda: answers.append(handler.get_response(RequestFactory().get(f"/api/v1/clusters/{cluster.name}/book/?symbol=ACME", **auth))),
-        daemon=True,
-    )  # fmt: skip
+
+    def read() -> None:
+        try:
+            answers.append(handler.get_response(RequestFactory().get(f"/api/v1/clusters/{cluster.name}/book/?symbol=ACME", **auth)))
+        finally:
+            db.connection.close()  # this thread's own
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     threading.Event().wait(0.4)  # the reader is waiting on Redis by now (it waits 1 s)
     assert reader.is_alive()
@@ -217,3 +222,36 @@ def test_a_read_waiting_for_the_leader_gives_its_turn_back(settings, monkeypatch
     reader.join(10)
     assert [answer.status_code for answer in answers] == [503]
     assert b"the leader did not answer" in answers[0].content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_role_change_waiting_for_its_target_gives_its_turn_back(settings, cluster, operator):
+    """No node runs: a leader change waits its whole timeout for the nodes' reports. With
+    one turn and no waiting allowed, a second request meanwhile is served, not refused."""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from controlplane.clusters import tokens
+
+    settings.API_CONCURRENCY, settings.API_WAITING_MAX = 1, 0
+    handler = WSGIHandler()
+    auth = {"HTTP_AUTHORIZATION": f"Token {tokens.issue(operator.username).token}"}
+    body = json.dumps({"node": "alpha-2", "reason": "test", "timeout": 1.5})
+    answers: list = []
+
+    def change() -> None:
+        request = RequestFactory().post(f"/api/v1/clusters/{cluster.name}/leader/", body,
+                                        content_type="application/json", **auth)  # fmt: skip
+        try:
+            answers.append(handler.get_response(request))
+        finally:
+            db.connection.close()  # this thread's own
+
+    changer = threading.Thread(target=change, daemon=True)
+    changer.start()
+    threading.Event().wait(0.5)
+    assert changer.is_alive(), answers[0].content if answers else "no answer"
+    listed = handler.get_response(RequestFactory().get("/api/v1/clusters/", **auth))
+    assert listed.status_code == 200, listed.content
+    changer.join(10)
+    assert len(answers) == 1
+    assert answers[0].status_code == 409, answers[0].content  # no report came: refused, with why

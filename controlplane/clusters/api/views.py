@@ -163,6 +163,10 @@ class ClusterViewSet(
         body = serializer_class(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        # A role change waits up to its timeout for the target (it polls the database, one
+        # connection): it gives its turn back, so that one switchover in flight does not
+        # halve the API's turns (one at a time per cluster: another is refused at once).
+        admission.give_back_turn(request)
         change = switchover.change_leader(
             cluster.name,
             data["node"],
