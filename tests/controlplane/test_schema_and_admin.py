@@ -21,6 +21,11 @@ def test_openapi_schema_is_valid_and_lists_the_api(db, client):
     force = paths["/api/v1/clusters/{name}/force-leader/"]["post"]
     assert {"200", "400", "409"} <= set(force["responses"])
     assert "/api/v1/nodes/{name}/remove/" in paths
+    # The busy answer of the API's turns, everywhere but on the heartbeat (which takes none);
+    # where an operation has a 503 of its own (the leader did not answer), it says both.
+    assert "busy" in paths["/api/v1/clusters/"]["get"]["responses"]["503"]["description"]
+    assert "503" not in paths["/api/v1/nodes/{name}/heartbeat/"]["post"]["responses"]
+    assert "busy" in paths["/api/v1/clusters/{name}/book/"]["get"]["responses"]["503"]["description"]
     cluster = document["components"]["schemas"]["Cluster"]["properties"]
     assert {"write_quorum", "tolerance", "status_message", "last_leader"} <= set(cluster)
     assert cluster["tolerance"]["readOnly"]

@@ -20,6 +20,12 @@ COMMON_ERRORS = {
     "415": "The body is not JSON.",
     "429": "Too many requests: throttled; retry after the `Retry-After` header's seconds.",
 }
+# Every operation but the nodes' heartbeat waits for a turn (controlplane/admission.py).
+BUSY = "503", (
+    "The control plane is busy (`code`: `busy`): no turn for this request within "
+    "API_QUEUE_TIMEOUT, or API_WAITING_MAX requests already waiting; retry after the "
+    "`Retry-After` header's seconds."
+)
 
 
 def document_common_errors(result, generator, request, public):
@@ -27,10 +33,11 @@ def document_common_errors(result, generator, request, public):
     view documents becomes "its shape or the common error shape" (the parser answers first)."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     reference = {"$ref": "#/components/schemas/Error"}
-    for operations in result.get("paths", {}).values():
+    for path, operations in result.get("paths", {}).items():
+        errors = COMMON_ERRORS if path.endswith("/heartbeat/") else dict([*COMMON_ERRORS.items(), BUSY])
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
-            for code, description in COMMON_ERRORS.items():
+            for code, description in errors.items():
                 if code not in responses:
                     responses[code] = {
                         "description": description,
@@ -39,4 +46,7 @@ def document_common_errors(result, generator, request, public):
                 elif code == "400":
                     for media in responses[code].get("content", {}).values():
                         media["schema"] = {"anyOf": [media["schema"], reference]}
+                elif code == BUSY[0]:  # the view's own 503 (no leader answered), or busy
+                    own = responses[code].get("description") or "The cluster cannot answer now (see above)."
+                    responses[code]["description"] = f"{own} Or: {description}"
     return result
