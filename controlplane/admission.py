@@ -27,6 +27,7 @@ import logging
 import re
 import threading
 
+from django import db
 from django.conf import settings
 from django.http import JsonResponse
 
@@ -102,8 +103,16 @@ class TakeTurns:
 
 
 def give_back_turn(request) -> None:
-    """Before a long wait that holds no database connection (a submission awaiting its
-    commit on Redis): let a waiting request run meanwhile."""
+    """Before a long wait on the cluster: let a waiting request run meanwhile."""
     turn = getattr(request, "turn", None)
     if turn is not None:
         turn.give_back()
+
+
+def step_aside(request) -> None:
+    """Before a wait on Redis, with nothing more to ask of the database (a submission
+    awaiting its commit, a read answered by the leader): the database connection back to
+    the pool and the turn back, or a burst of such waits starves the heartbeats and the
+    other requests."""
+    db.connection.close()
+    give_back_turn(request)

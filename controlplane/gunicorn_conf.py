@@ -12,8 +12,6 @@ them, so gunicorn never kills a worker in the middle of a switchover.
 
 from __future__ import annotations
 
-import os
-
 from gunicorn import glogging
 
 from base.env import env_bool, env_int, env_str
@@ -27,11 +25,10 @@ workers = env_int("WEB_WORKERS", 2, minimum=1)
 # for its turn. Database connections are what is scarce, and the turns bound them
 # (controlplane/admission.py: API_CONCURRENCY requests at once, 2 by default).
 threads = env_int("WEB_THREADS", 32, minimum=2)
-# A request waiting for its turn holds a thread: at most so many wait, so that a thread of
-# every worker stays free for the nodes' heartbeats (which take no turn); the next gets a
-# 503 with Retry-After at once. The same default as controlplane/settings.py.
-_api_concurrency = env_int("API_CONCURRENCY", min(2, env_int("DB_POOL_MAX", 8, minimum=2) - 1), minimum=1)
-raw_env = [] if "API_WAITING_MAX" in os.environ else [f"API_WAITING_MAX={max(0, threads - _api_concurrency - 1)}"]
+# A request waiting for its turn holds a thread: the workers' settings bound how many wait
+# by their threads (API_WAITING_MAX, controlplane/settings.py), so that a thread of every
+# worker stays free for the nodes' heartbeats, which take no turn.
+raw_env = [f"WEB_THREADS={threads}"]
 timeout = env_int("WEB_TIMEOUT", LONGEST_BLOCKING_REQUEST_S + 30, minimum=LONGEST_BLOCKING_REQUEST_S + 1)
 graceful_timeout = env_int("WEB_GRACEFUL_TIMEOUT", 30, minimum=1)
 keepalive = 5  # nodes reuse their connection between heartbeats

@@ -77,7 +77,13 @@ if API_CONCURRENCY >= DB_POOL_MAX:
         f"API_CONCURRENCY={API_CONCURRENCY} leaves none of DB_POOL_MAX={DB_POOL_MAX} database "
         "connections to the nodes' heartbeats: make it smaller than DB_POOL_MAX"
     )
-API_WAITING_MAX = env_int("API_WAITING_MAX", 64, minimum=0)
+# Under gunicorn (which passes its WEB_THREADS to its workers) a request waiting for its
+# turn holds one of the worker's threads: at most so many wait that one stays free for the
+# heartbeats; the next is refused at once. Elsewhere (runserver, tests), 64.
+WEB_THREADS = env_int("WEB_THREADS", 0, minimum=0)
+API_WAITING_MAX = env_int(
+    "API_WAITING_MAX", max(0, WEB_THREADS - API_CONCURRENCY - 1) if WEB_THREADS else 64, minimum=0
+)
 API_QUEUE_TIMEOUT = env_float("API_QUEUE_TIMEOUT", 10.0, minimum=0.01)
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 from django import db
+from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpResponse
 from django.test import RequestFactory
 
 from controlplane import admission, gunicorn_conf
+from controlplane.clusters import tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "/api/v1/clusters/alpha/"
@@ -161,15 +163,20 @@ def test_turns_must_leave_a_database_connection_to_the_heartbeats():
 
 
 def test_gunicorn_keeps_a_thread_of_each_worker_for_the_heartbeats():
-    (waiting_max,) = [entry.split("=", 1)[1] for entry in gunicorn_conf.raw_env if entry.startswith("API_WAITING_MAX=")]
-    assert int(waiting_max) + gunicorn_conf._api_concurrency < gunicorn_conf.threads
+    """A worker's settings, with the environment gunicorn gives its workers."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("API_", "WEB_"))}
+    env.update(entry.split("=", 1) for entry in gunicorn_conf.raw_env)
+    script = "import django; django.setup(); from django.conf import settings as s; print(s.API_WAITING_MAX, s.API_CONCURRENCY)"
+    worker = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "controlplane.settings"},
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert worker.returncode == 0, worker.stderr[-500:]
+    waiting_max, concurrency = map(int, worker.stdout.split()[-2:])
+    assert waiting_max + concurrency < gunicorn_conf.threads
 
 
 @pytest.mark.django_db
 def test_through_the_whole_stack_a_busy_answer_is_json_and_heartbeats_pass(settings, monkeypatch):
     """Django's real middleware chain, as settings.MIDDLEWARE builds it."""
-    from django.core.handlers.wsgi import WSGIHandler
-
     made: list[admission.TakeTurns] = []
     build = admission.TakeTurns.__init__
 
@@ -195,13 +202,9 @@ def test_through_the_whole_stack_a_busy_answer_is_json_and_heartbeats_pass(setti
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_read_waiting_for_the_leader_gives_its_turn_back(settings, monkeypatch, cluster, viewer):
+def test_a_read_waiting_for_the_leader_gives_its_turn_back(settings, cluster, viewer):
     """No node runs: a read of the book waits its whole LEADER_READ_TIMEOUT on Redis. With
     one turn and no waiting allowed, a second request meanwhile is served, not refused."""
-    from django.core.handlers.wsgi import WSGIHandler
-
-    from controlplane.clusters import tokens
-
     settings.API_CONCURRENCY, settings.API_WAITING_MAX, settings.LEADER_READ_TIMEOUT = 1, 0, 1.0
     handler = WSGIHandler()
     auth = {"HTTP_AUTHORIZATION": f"Token {tokens.issue(viewer.username).token}"}
@@ -228,10 +231,6 @@ def test_a_read_waiting_for_the_leader_gives_its_turn_back(settings, monkeypatch
 def test_a_role_change_waiting_for_its_target_gives_its_turn_back(settings, cluster, operator):
     """No node runs: a leader change waits its whole timeout for the nodes' reports. With
     one turn and no waiting allowed, a second request meanwhile is served, not refused."""
-    from django.core.handlers.wsgi import WSGIHandler
-
-    from controlplane.clusters import tokens
-
     settings.API_CONCURRENCY, settings.API_WAITING_MAX = 1, 0
     handler = WSGIHandler()
     auth = {"HTTP_AUTHORIZATION": f"Token {tokens.issue(operator.username).token}"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from controlplane import admission
+
 ERROR_SCHEMA = {
     "type": "object",
     "description": "An error: `detail` (and `code`) for most, a message list per field for invalid input.",
@@ -20,12 +22,12 @@ COMMON_ERRORS = {
     "415": "The body is not JSON.",
     "429": "Too many requests: throttled; retry after the `Retry-After` header's seconds.",
 }
-# Every operation but the nodes' heartbeat waits for a turn (controlplane/admission.py).
-BUSY = "503", (
-    "The control plane is busy (`code`: `busy`): no turn for this request within "
+# Every operation that takes a turn (controlplane/admission.py), all but the heartbeat.
+BUSY = {
+    "503": "The control plane is busy (`code`: `busy`): no turn for this request within "
     "API_QUEUE_TIMEOUT, or API_WAITING_MAX requests already waiting; retry after the "
     "`Retry-After` header's seconds."
-)
+}
 
 
 def document_common_errors(result, generator, request, public):
@@ -34,7 +36,7 @@ def document_common_errors(result, generator, request, public):
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     reference = {"$ref": "#/components/schemas/Error"}
     for path, operations in result.get("paths", {}).items():
-        errors = COMMON_ERRORS if path.endswith("/heartbeat/") else dict([*COMMON_ERRORS.items(), BUSY])
+        errors = COMMON_ERRORS if admission.TAKES_NO_TURN.match(path) else {**COMMON_ERRORS, **BUSY}
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             for code, description in errors.items():
@@ -46,7 +48,7 @@ def document_common_errors(result, generator, request, public):
                 elif code == "400":
                     for media in responses[code].get("content", {}).values():
                         media["schema"] = {"anyOf": [media["schema"], reference]}
-                elif code == BUSY[0]:  # the view's own 503 (no leader answered), or busy
+                elif code in BUSY:  # the view's own 503 (no leader answered), or busy
                     own = responses[code].get("description") or "The cluster cannot answer now (see above)."
                     responses[code]["description"] = f"{own} Or: {description}"
     return result

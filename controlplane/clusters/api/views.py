@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django import db
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -56,14 +55,12 @@ INT64_PATTERN = r"[0-9]{1,18}"
 
 
 def ask_leader(request, cluster: Cluster, op: str, **args):
-    """A read-only request to the cluster's leader (wire/rpc.py). The wait is on Redis (up
-    to LEADER_READ_TIMEOUT when the leader is gone): the database connection and the
-    request's turn are given back first, as a submission does."""
+    """A read-only request to the cluster's leader (wire/rpc.py), waiting on Redis up to
+    LEADER_READ_TIMEOUT (when the leader is gone) with its turn and connection given back."""
     leader = cluster.leader
     if leader is None:
         raise ServiceUnavailable(f"cluster {cluster.name} has no leader")
-    db.connection.close()
-    admission.give_back_turn(request)
+    admission.step_aside(request)
     try:
         return rpc.ask(
             streams.tasks(), streams.connection(), cluster.name, leader.name, op,
@@ -289,11 +286,8 @@ class ClusterViewSet(
                  "commands": refusals},
                 status=status.HTTP_403_FORBIDDEN,
             )  # fmt: skip
-        # The wait for the commit is on Redis: give the database connection back to the
-        # pool first, and the request's turn, or a burst of waiting submitters starves the
-        # heartbeats and the other requests.
-        db.connection.close()
-        admission.give_back_turn(request)
+        # The wait for the commit is on Redis.
+        admission.step_aside(request)
         try:
             submission = cluster_commands.submit(
                 cluster.name, commands, body.validated_data["timeout"]
