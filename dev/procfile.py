@@ -91,10 +91,15 @@ def run(processes: list[tuple[str, str]], base_dir: Path, restart_after: float) 
 
     for (name, command), colour in zip(processes, itertools.cycle(COLOURS), strict=False):
         launch(name, command, colour)
+    # The handler only records the signal: it runs in this thread between two bytecodes,
+    # maybe inside stop.wait() holding the event's lock, and stop.set() there took that
+    # lock again and hung for good (SIGTERM to `make run` stopped nothing).
+    signalled: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    while not stop.is_set():
-        stop.wait(0.5)
+        signal.signal(signum, lambda signum, _frame: signalled.append(signum))
+    while not signalled:
+        time.sleep(0.2)
+    stop.set()
     say("system", "0", "stopping every process\n")
     for child in children.values():
         if child.poll() is None:
